@@ -1,0 +1,1 @@
+"""The embedded backend: SQLite (stdlib, WAL) and local key files, for one process on a laptop."""

@@ -1,0 +1,310 @@
+"""The ``tokenmint`` command: run the embedded server, administer clients and resources, fetch tokens."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from . import admin
+from .config import ConfigError, Settings
+from .oauth.models import SUPPORTED_AUTH_METHODS, Client, Resource
+
+DEMO_RESOURCE = "https://api.example.com/demo"
+DEMO_SCOPES = ["demo:read", "demo:write"]
+
+
+# -- backends -------------------------------------------------------------------------------------
+def _stores(args: argparse.Namespace) -> Any:
+    """The store behind admin commands: the embedded data dir, or the deployed stack's table."""
+    if args.backend == "aws":
+        from .adapters.aws.clients import aws_client
+        from .adapters.aws.dynamodb import DynamoDbStore
+
+        table = args.table or os.environ.get("TOKENMINT_TABLE")
+        if not table:
+            raise admin.AdminError("--backend aws needs --table NAME (the stack's TableName output) "
+                                   "or TOKENMINT_TABLE")
+        return DynamoDbStore(aws_client("dynamodb", args.region), table)
+    from .adapters.embedded.sqlite import SqliteDatabase, SqliteStore
+
+    args.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return SqliteStore(SqliteDatabase(args.data_dir / "tokenmint.db"))
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, sort_keys=True))
+
+
+def _client_view(client: Client) -> dict[str, Any]:
+    """What an admin may see of a client: never a secret or its hash."""
+    return {
+        "client_id": client.client_id,
+        "client_name": client.name,
+        "token_endpoint_auth_method": client.auth_method,
+        "scope": " ".join(client.scopes),
+        "client_id_issued_at": client.created_at,
+        "disabled": client.disabled,
+        "introspect": client.introspect,
+        "secrets": [{"created_at": s.created_at, "expires_at": s.expires_at} for s in client.secrets],
+    }
+
+
+def _resource_view(resource: Resource) -> dict[str, Any]:
+    return {"resource": resource.identifier, "name": resource.name, "scope": " ".join(resource.scopes),
+            "token_lifetime": resource.token_lifetime, "created_at": resource.created_at}
+
+
+def _table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    for row in (header, *rows):
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+# -- commands -------------------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    from . import runtime
+    from .adapters.embedded.local_keys import LocalKeyStore
+    from .server import make_server
+
+    issuer = args.issuer or f"http://{args.host}:{args.port}"
+    settings = Settings(backend="embedded", issuer=issuer, data_dir=args.data_dir, signing_alg=args.alg)
+    backend = runtime.open_backend(settings)
+    assert isinstance(backend.keys, LocalKeyStore)
+    backend.keys.ensure_active_key(settings.signing_alg)
+    runtime.install(backend)
+    server = make_server(args.host, args.port, issuer)
+    issuer = settings.issuer or issuer
+    print(f"tokenmint {settings.signing_alg} authorization server on {issuer} (data: {args.data_dir})")
+    print(f"  metadata: {issuer}/.well-known/oauth-authorization-server")
+    if not backend.clients.list_clients() and not backend.resources.list_resources():
+        _seed_demo(backend, issuer)
+    else:
+        print("  create a client with: tokenmint client create --scope \"...\"")
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def _seed_demo(backend: Any, issuer: str) -> None:
+    now = _now()
+    admin.create_resource(backend.resources, DEMO_RESOURCE, DEMO_SCOPES, now=now, name="demo API")
+    client, secret = admin.create_client(backend.clients, scopes=DEMO_SCOPES, now=now, name="demo client")
+    print(f"\nSeeded the demo resource {DEMO_RESOURCE} ({' '.join(DEMO_SCOPES)}) and a demo client.")
+    print("Its secret is shown only now. Get a token:\n")
+    print(f"  curl -s -u '{client.client_id}:{secret}' \\\n"
+          f"    -d grant_type=client_credentials --data-urlencode resource={DEMO_RESOURCE} \\\n"
+          f"    {issuer}/token\n")
+
+
+def cmd_resource_create(args: argparse.Namespace) -> int:
+    resource = admin.create_resource(_stores(args), args.identifier, args.scope.split(), now=_now(),
+                                     token_lifetime=args.token_lifetime, name=args.name)
+    if args.json:
+        _print_json(_resource_view(resource))
+    else:
+        print(f"resource {resource.identifier} defines: {' '.join(resource.scopes)} "
+              f"(tokens live {resource.token_lifetime}s)")
+    return 0
+
+
+def cmd_resource_list(args: argparse.Namespace) -> int:
+    resources = _stores(args).list_resources()
+    if args.json:
+        _print_json([_resource_view(r) for r in resources])
+    else:
+        _table([[r.identifier, " ".join(r.scopes), str(r.token_lifetime)] for r in resources],
+               ["RESOURCE", "SCOPES", "LIFETIME"])
+    return 0
+
+
+def cmd_client_create(args: argparse.Namespace) -> int:
+    client, secret = admin.create_client(_stores(args), scopes=args.scope.split(), now=_now(),
+                                         auth_method=args.auth_method, name=args.name, introspect=args.introspect)
+    view = _client_view(client)
+    if secret is not None:
+        view["client_secret"] = secret
+        view["client_secret_expires_at"] = 0
+    if args.json:
+        _print_json(view)
+    else:
+        print(f"client_id:     {client.client_id}")
+        if secret is not None:
+            print(f"client_secret: {secret}\n(the secret is shown only now; it is stored as a hash)")
+        print(f"auth method:   {client.auth_method}\nscopes:        {view['scope'] or '(none)'}")
+    return 0
+
+
+def cmd_client_list(args: argparse.Namespace) -> int:
+    clients = _stores(args).list_clients()
+    if args.json:
+        _print_json([_client_view(c) for c in clients])
+    else:
+        _table([[c.client_id, c.name or "", c.auth_method, " ".join(c.scopes), "disabled" if c.disabled else "active"]
+                for c in clients], ["CLIENT_ID", "NAME", "AUTH_METHOD", "SCOPES", "STATE"])
+    return 0
+
+
+def cmd_client_show(args: argparse.Namespace) -> int:
+    _print_json(_client_view(admin.get_client(_stores(args), args.client_id)))
+    return 0
+
+
+def cmd_client_disable(args: argparse.Namespace) -> int:
+    admin.set_client_disabled(_stores(args), args.client_id, True)
+    print(f"client {args.client_id} is disabled: it gets no new tokens")
+    return 0
+
+
+def cmd_client_enable(args: argparse.Namespace) -> int:
+    admin.set_client_disabled(_stores(args), args.client_id, False)
+    print(f"client {args.client_id} is enabled")
+    return 0
+
+
+def _http_json(request: urllib.request.Request) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as exc:
+        try:
+            return exc.code, json.load(exc)
+        except ValueError:
+            return exc.code, {"error": f"HTTP {exc.code}"}
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """Fetch a token the way any client would: discover the token endpoint, then §4.4.2."""
+    secret = args.client_secret or os.environ.get("TOKENMINT_CLIENT_SECRET")
+    if not secret:
+        raise admin.AdminError("give the secret with --client-secret or TOKENMINT_CLIENT_SECRET")
+    issuer = args.issuer.rstrip("/")
+    status, metadata = _http_json(urllib.request.Request(issuer + "/.well-known/oauth-authorization-server"))
+    if status != 200 or "token_endpoint" not in metadata:
+        raise admin.AdminError(f"no authorization server metadata at {issuer} (HTTP {status})")
+    form = {"grant_type": "client_credentials"}
+    if args.resource:
+        form["resource"] = args.resource
+    if args.scope:
+        form["scope"] = args.scope
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
+    if args.auth_method == "client_secret_post":
+        form.update(client_id=args.client_id, client_secret=secret)
+    else:  # RFC 6749 §2.3.1: form-encode id and secret before base64
+        pair = f"{quote(args.client_id, safe='')}:{quote(secret, safe='')}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+    request = urllib.request.Request(metadata["token_endpoint"], data=urlencode(form).encode(), headers=headers)
+    status, body = _http_json(request)
+    if status != 200:
+        print(json.dumps(body), file=sys.stderr)
+        return 1
+    if args.raw:
+        print(body["access_token"])
+    else:
+        _print_json(body)
+    return 0
+
+
+# -- argument parsing -----------------------------------------------------------------------------
+def _add_backend_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("TOKENMINT_DATA_DIR", ".tokenmint")),
+                        help="embedded backend data directory (default: .tokenmint)")
+    parser.add_argument("--backend", choices=("embedded", "aws"), default="embedded",
+                        help="embedded (SQLite in --data-dir) or aws (the deployed stack's table)")
+    parser.add_argument("--table", help="with --backend aws: the DynamoDB table (stack output TableName)")
+    parser.add_argument("--region", default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tokenmint", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the authorization server on the embedded backend")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--data-dir", type=Path, default=Path(os.environ.get("TOKENMINT_DATA_DIR", ".tokenmint")))
+    serve.add_argument("--issuer", help="issuer URL (default http://HOST:PORT)")
+    serve.add_argument("--alg", default=os.environ.get("TOKENMINT_SIGNING_ALG", "RS256"),
+                       choices=("RS256", "PS256", "ES256", "EdDSA"), help="token signing algorithm")
+    serve.set_defaults(func=cmd_serve)
+
+    resource = commands.add_parser("resource", help="protected resources (APIs, MCP servers)")
+    resource_commands = resource.add_subparsers(dest="action", required=True)
+    create = resource_commands.add_parser("create", help="register a resource and the scopes it defines")
+    create.add_argument("identifier", help="absolute URI of the resource (the tokens' aud)")
+    create.add_argument("--scope", required=True, help='space-separated scopes, e.g. "read write"')
+    create.add_argument("--token-lifetime", type=int, help="access token lifetime in seconds (default 600)")
+    create.add_argument("--name")
+    create.add_argument("--json", action="store_true")
+    create.set_defaults(func=cmd_resource_create)
+    listing = resource_commands.add_parser("list", help="list resources")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_resource_list)
+    for sub in (create, listing):
+        _add_backend_options(sub)
+
+    client = commands.add_parser("client", help="OAuth clients")
+    client_commands = client.add_subparsers(dest="action", required=True)
+    create = client_commands.add_parser("create", help="create a client; its secret is shown once")
+    create.add_argument("--scope", default="", help='space-separated scopes granted, e.g. "read write"')
+    create.add_argument("--auth-method", default="client_secret_basic", choices=SUPPORTED_AUTH_METHODS)
+    create.add_argument("--name")
+    create.add_argument("--introspect", action="store_true", help="allow calling the introspection endpoint")
+    create.add_argument("--json", action="store_true", help="print one JSON object")
+    create.set_defaults(func=cmd_client_create)
+    listing = client_commands.add_parser("list", help="list clients")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_client_list)
+    subs = [create, listing]
+    for name, func, text in (("show", cmd_client_show, "show a client (never its secret)"),
+                             ("disable", cmd_client_disable, "stop issuing tokens to a client"),
+                             ("enable", cmd_client_enable, "issue tokens to a disabled client again")):
+        sub = client_commands.add_parser(name, help=text)
+        sub.add_argument("client_id")
+        sub.set_defaults(func=func)
+        subs.append(sub)
+    for sub in subs:
+        _add_backend_options(sub)
+
+    token = commands.add_parser("token", help="fetch an access token from a running server")
+    token.add_argument("--issuer", default="http://127.0.0.1:8000")
+    token.add_argument("--client-id", required=True)
+    token.add_argument("--client-secret", help="or TOKENMINT_CLIENT_SECRET (keeps it out of shell history)")
+    token.add_argument("--auth-method", default="client_secret_basic",
+                       choices=("client_secret_basic", "client_secret_post"))
+    token.add_argument("--resource")
+    token.add_argument("--scope")
+    token.add_argument("--raw", action="store_true", help="print only the access token")
+    token.set_defaults(func=cmd_token)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (admin.AdminError, ConfigError) as exc:
+        print(f"tokenmint: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

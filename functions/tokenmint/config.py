@@ -1,0 +1,69 @@
+"""Settings, read once from the environment into a typed object; nothing below handlers/ reads env."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .oauth.jwk import SIGNING_ALGORITHMS
+
+BACKENDS = ("embedded", "aws")
+
+
+class ConfigError(ValueError):
+    """The deployment is misconfigured: fail at start, with a message naming the setting."""
+
+
+def validate_issuer(issuer: str) -> str:
+    """RFC 8414 §2: an https URL without query or fragment (http only on loopback, for local use)."""
+    parts = urlsplit(issuer)
+    loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+        raise ConfigError(f"issuer {issuer!r} must be an https URL (http only for loopback)")
+    if parts.query or parts.fragment or not parts.hostname:
+        raise ConfigError(f"issuer {issuer!r} must have a host and no query or fragment")
+    return issuer.rstrip("/")
+
+
+@dataclass(frozen=True)
+class Settings:
+    backend: str = "embedded"
+    # None on AWS when the stack has no fixed issuer: it is then https://<API domain>, taken from
+    # the API Gateway request context (set by API Gateway, not by the client's Host header).
+    issuer: str | None = None
+    data_dir: Path = Path(".tokenmint")
+    signing_alg: str = "RS256"
+    table_name: str | None = None
+    signing_key_id: str | None = None
+    region: str | None = None
+    resource_cache_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"TOKENMINT_BACKEND must be one of {', '.join(BACKENDS)}")
+        if self.signing_alg not in SIGNING_ALGORITHMS:
+            raise ConfigError(f"TOKENMINT_SIGNING_ALG must be one of {', '.join(SIGNING_ALGORITHMS)}")
+        if self.issuer is not None:
+            object.__setattr__(self, "issuer", validate_issuer(self.issuer))
+        if self.backend == "aws" and not self.table_name:
+            raise ConfigError("TOKENMINT_TABLE is required with the aws backend")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        try:
+            cache_seconds = float(env.get("TOKENMINT_RESOURCE_CACHE_SECONDS", "30"))
+        except ValueError:
+            raise ConfigError("TOKENMINT_RESOURCE_CACHE_SECONDS must be a number") from None
+        return cls(
+            backend=env.get("TOKENMINT_BACKEND", "embedded"),
+            issuer=env.get("TOKENMINT_ISSUER") or None,
+            data_dir=Path(env.get("TOKENMINT_DATA_DIR", ".tokenmint")),
+            signing_alg=env.get("TOKENMINT_SIGNING_ALG", "RS256"),
+            table_name=env.get("TOKENMINT_TABLE") or None,
+            signing_key_id=env.get("TOKENMINT_SIGNING_KEY_ID") or None,
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
+            resource_cache_seconds=cache_seconds,
+        )

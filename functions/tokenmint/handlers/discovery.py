@@ -1,0 +1,42 @@
+"""Discovery: authorization server metadata (RFC 8414 §3) and the JWKS (RFC 7517 §5). Cacheable,
+served from the key store's published keys: no KMS call per request."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.logging import correlation_paths
+
+from .. import runtime
+from ..oauth.metadata import JWKS_PATH, METADATA_PATHS, authorization_server_metadata
+from ..observability import logger
+from . import http
+
+# Verifiers cache the JWKS this long; a new key is published for longer before it signs.
+CACHE_SECONDS = 300
+CACHEABLE = {"Cache-Control": f"public, max-age={CACHE_SECONDS}"}
+
+app = http.create_resolver()
+for _path in (*METADATA_PATHS, JWKS_PATH):
+    http.allow_only(app, _path, ("GET",))
+
+
+def handle_metadata() -> Response:
+    backend = runtime.backend()
+    scopes = {scope for resource in backend.resources.list_resources() for scope in resource.scopes}
+    metadata = authorization_server_metadata(http.issuer_of(app, backend.settings.issuer), scopes)
+    return http.json_response(200, metadata, CACHEABLE)
+
+
+for _path in METADATA_PATHS:
+    app.get(_path)(handle_metadata)
+
+
+@app.get(JWKS_PATH)
+def handle_jwks() -> Response:
+    keys = runtime.backend().keys.public_jwks()
+    return http.json_response(200, {"keys": keys}, CACHEABLE, content_type="application/jwk-set+json")
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+def lambda_handler(event: dict, context: object) -> dict:
+    return app.resolve(event, context)

@@ -1,0 +1,108 @@
+"""What every endpoint shares: the resolver, strict request parsing, and the one place that turns
+errors into HTTP responses (RFC 6749 §5.2 JSON, never a stack trace)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+
+from ..oauth.errors import (
+    InvalidRequestError,
+    MethodNotAllowedError,
+    NotFoundError,
+    OAuthError,
+    PayloadTooLargeError,
+    ServerError,
+    TemporarilyUnavailableError,
+)
+from ..oauth.form import MAX_FORM_BYTES, Form, parse_form
+from ..observability import logger
+from ..ports import UnavailableError
+
+JSON = "application/json"
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None,
+                  content_type: str = JSON) -> Response:
+    return Response(status_code=status, content_type=content_type,
+                    body=json.dumps(body, separators=(",", ":")), headers=headers or {})
+
+
+def error_response(error: OAuthError) -> Response:
+    return json_response(error.status_code, error.body(), {**NO_STORE, **error.headers})
+
+
+def create_resolver() -> APIGatewayHttpResolver:
+    """A resolver whose every failure is an OAuth-shaped JSON error."""
+    app = APIGatewayHttpResolver()
+
+    @app.exception_handler(OAuthError)
+    def _oauth_error(exc: OAuthError) -> Response:
+        return error_response(exc)
+
+    @app.exception_handler(UnavailableError)
+    def _unavailable(exc: UnavailableError) -> Response:
+        logger.warning("dependency unavailable", extra={"reason": str(exc)})
+        return error_response(TemporarilyUnavailableError())
+
+    @app.exception_handler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        request_id = app.current_event.request_context.request_id
+        logger.exception("unexpected error", extra={"request_id": request_id})
+        return error_response(ServerError(f"internal error; correlation id {request_id}"))
+
+    @app.not_found
+    def _not_found(exc: Exception) -> Response:
+        return error_response(NotFoundError("no such endpoint"))
+
+    return app
+
+
+def allow_only(app: APIGatewayHttpResolver, path: str, allowed: Sequence[str]) -> None:
+    """Answer other methods on ``path`` with 405 and ``Allow`` (API Gateway routes them as ANY)."""
+    others = [m for m in ALL_METHODS if m not in allowed]
+
+    @app.route(path, method=others)
+    def _method_not_allowed() -> Response:
+        raise MethodNotAllowedError(app.current_event.request_context.http.method, tuple(allowed))
+
+
+def form_body(app: APIGatewayHttpResolver) -> Form:
+    """The request's form parameters: base64-decoded when API Gateway flags it, parsed strictly."""
+    event = app.current_event
+    raw = event.get("body") or ""
+    if len(raw) > MAX_FORM_BYTES * 4 // 3 + 4:  # too large even before base64 decoding
+        raise PayloadTooLargeError(f"the request body exceeds {MAX_FORM_BYTES} bytes")
+    if event.get("isBase64Encoded"):
+        try:
+            body = base64.b64decode(raw, validate=True)
+        except binascii.Error:
+            raise InvalidRequestError("the request body is not valid base64") from None
+    else:
+        body = raw.encode("utf-8", "surrogatepass")
+    return parse_form(body, event.headers.get("content-type"))
+
+
+def header(app: APIGatewayHttpResolver, name: str) -> str | None:
+    """A request header; API Gateway (payload 2.0) lower-cases names and joins repeats with commas."""
+    return app.current_event.headers.get(name)
+
+
+def issuer_of(app: APIGatewayHttpResolver, configured: str | None) -> str:
+    """The configured issuer, or https://<the API's domain> as API Gateway reports it."""
+    if configured:
+        return configured
+    return "https://" + app.current_event.request_context.domain_name
+
+
+def source(app: APIGatewayHttpResolver) -> dict[str, str | None]:
+    """Who sent the request, for the audit trail."""
+    http = app.current_event.request_context.http
+    return {"source_ip": http.source_ip, "user_agent": (http.user_agent or "")[:256] or None}

@@ -1,0 +1,37 @@
+"""Token endpoint (RFC 6749 §3.2, §4.4): POST /token → a short-lived, audience-bound JWT."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.logging import correlation_paths
+
+from .. import runtime
+from ..oauth.client_credentials import ClientCredentialsGrant
+from ..oauth.errors import OAuthError
+from ..oauth.metadata import TOKEN_PATH
+from ..observability import audit, logger
+from . import http
+
+app = http.create_resolver()
+http.allow_only(app, TOKEN_PATH, ("POST",))
+
+
+@app.post(TOKEN_PATH)
+def handle_token() -> Response:
+    backend = runtime.backend()
+    grant = ClientCredentialsGrant(backend.clients, backend.resources, backend.keys, backend.clock)
+    try:
+        result = grant.create_token_response(http.form_body(app), http.header(app, "authorization"),
+                                             http.issuer_of(app, backend.settings.issuer))
+    except OAuthError as exc:
+        audit("token.denied", exc.error, client_id=exc.client_id, reason=exc.description, **http.source(app))
+        raise
+    claims = result.token.claims
+    audit("token.issued", "success", client_id=result.client.client_id, resource=claims["aud"],
+          scope=claims["scope"], jti=claims["jti"], exp=claims["exp"], **http.source(app))
+    return http.json_response(200, result.body(), http.NO_STORE)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+def lambda_handler(event: dict, context: object) -> dict:
+    return app.resolve(event, context)

@@ -1,0 +1,108 @@
+"""OAuth error responses (RFC 6749 §5.2, RFC 8707 §2, RFC 6750 §3.1): one hierarchy, rendered in one place."""
+
+from __future__ import annotations
+
+
+class OAuthError(Exception):
+    """An error the client caused and can read: rendered as ``{"error", "error_description"}``.
+
+    ``description`` is shown to the client, so it must never contain a secret or a token.
+    """
+
+    error = "invalid_request"
+    status_code = 400
+
+    def __init__(self, description: str, *, client_id: str | None = None) -> None:
+        super().__init__(description)
+        self.description = description
+        # For the audit trail only: who the failing request was about, when known.
+        self.client_id = client_id
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {}
+
+    def body(self) -> dict[str, str]:
+        return {"error": self.error, "error_description": self.description}
+
+
+class InvalidRequestError(OAuthError):
+    error = "invalid_request"
+
+
+class MethodNotAllowedError(InvalidRequestError):
+    status_code = 405
+
+    def __init__(self, method: str, allowed: tuple[str, ...]) -> None:
+        super().__init__(f"method {method} is not allowed here; use {', '.join(allowed)}")
+        self.allowed = allowed
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Allow": ", ".join(self.allowed)}
+
+
+class PayloadTooLargeError(InvalidRequestError):
+    status_code = 413
+
+
+class NotFoundError(InvalidRequestError):
+    status_code = 404
+
+
+class InvalidClientError(OAuthError):
+    """401 with a Basic challenge (RFC 6749 §5.2; RFC 9110 §15.5.2 wants a challenge on every 401)."""
+
+    error = "invalid_client"
+    status_code = 401
+
+    def __init__(self, description: str = "client authentication failed", *,
+                 client_id: str | None = None) -> None:
+        super().__init__(description, client_id=client_id)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Basic realm="tokenmint", charset="UTF-8"'}
+
+
+class InvalidGrantError(OAuthError):
+    error = "invalid_grant"
+
+
+class UnauthorizedClientError(OAuthError):
+    error = "unauthorized_client"
+
+
+class UnsupportedGrantTypeError(OAuthError):
+    error = "unsupported_grant_type"
+
+
+class InvalidScopeError(OAuthError):
+    error = "invalid_scope"
+
+
+class InvalidTargetError(OAuthError):
+    """RFC 8707 §2: the requested resource is invalid, unknown or malformed."""
+
+    error = "invalid_target"
+
+
+class ServerError(OAuthError):
+    error = "server_error"
+    status_code = 500
+
+
+class TemporarilyUnavailableError(OAuthError):
+    """A dependency (KMS, DynamoDB) is throttled or down: the client should retry later."""
+
+    error = "temporarily_unavailable"
+    status_code = 503
+
+    def __init__(self, description: str = "the service is temporarily unavailable; retry later",
+                 *, retry_after: int = 1) -> None:
+        super().__init__(description)
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}

@@ -1,0 +1,23 @@
+"""The HTTP API's routes: which function serves which path. template.yaml must say the same
+(tests/template checks it), and the embedded server dispatches with this table."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .oauth.metadata import JWKS_PATH, METADATA_PATHS, TOKEN_PATH
+
+
+class Route(NamedTuple):
+    path: str
+    function: str  # the logical id in template.yaml
+    handler: str  # module whose lambda_handler serves it
+
+
+# Every route is "ANY": wrong methods reach the function and get a clear OAuth error, not a
+# bare API Gateway 404.
+ROUTES: tuple[Route, ...] = (
+    Route(TOKEN_PATH, "TokenFunction", "tokenmint.handlers.token"),
+    *(Route(path, "DiscoveryFunction", "tokenmint.handlers.discovery") for path in METADATA_PATHS),
+    Route(JWKS_PATH, "DiscoveryFunction", "tokenmint.handlers.discovery"),
+)
