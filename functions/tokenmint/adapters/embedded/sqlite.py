@@ -27,6 +27,7 @@ class SqliteDatabase:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
+        path.touch(mode=0o600, exist_ok=True)  # it holds secret hashes: owner only
         with self.connection() as conn:
             conn.executescript(_SCHEMA)
 

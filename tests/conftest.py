@@ -1,0 +1,7 @@
+"""Shared by every suite: ``support`` (fakes, template loading) is importable from tests."""
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
