@@ -80,14 +80,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .adapters.embedded.local_keys import LocalKeyStore
     from .server import make_server
 
-    issuer = args.issuer or f"http://{args.host}:{args.port}"
-    settings = Settings(backend="embedded", issuer=issuer, data_dir=args.data_dir, signing_alg=args.alg)
+    server = make_server(args.host, args.port)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    settings = Settings(backend="embedded", issuer=args.issuer or f"http://{host}:{server.server_address[1]}",
+                        data_dir=args.data_dir, signing_alg=args.alg)
+    issuer = settings.issuer or ""
     backend = runtime.open_backend(settings)
     assert isinstance(backend.keys, LocalKeyStore)
     backend.keys.ensure_active_key(settings.signing_alg)
     runtime.install(backend)
-    server = make_server(args.host, args.port, issuer)
-    issuer = settings.issuer or issuer
     print(f"tokenmint {settings.signing_alg} authorization server on {issuer} (data: {args.data_dir})")
     print(f"  metadata: {issuer}/.well-known/oauth-authorization-server")
     if not backend.clients.list_clients() and not backend.resources.list_resources():
@@ -239,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the authorization server on the embedded backend")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     serve.add_argument("--data-dir", type=Path, default=Path(os.environ.get("TOKENMINT_DATA_DIR", ".tokenmint")))
     serve.add_argument("--issuer", help="issuer URL (default http://HOST:PORT)")
     serve.add_argument("--alg", default=os.environ.get("TOKENMINT_SIGNING_ALG", "RS256"),

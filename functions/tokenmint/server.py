@@ -114,12 +114,11 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-def make_server(host: str, port: int, issuer: str) -> ThreadingHTTPServer:
-    """An HTTP server on ``host:port`` serving every route of the template (not yet started)."""
+def make_server(host: str, port: int) -> ThreadingHTTPServer:
+    """An HTTP server bound to ``host:port`` (0: any free port) serving every route of the template."""
     handler = type("Handler", (_Handler,), {
-        "routes": {route.path: (route.function, route.handler) for route in ROUTES},
-        "domain": urlsplit(issuer).netloc,
-    })
+        "routes": {route.path: (route.function, route.handler) for route in ROUTES}})
     server = ThreadingHTTPServer((host, port), handler)
+    handler.domain = f"{host}:{server.server_address[1]}"
     server.daemon_threads = True
     return server
