@@ -1,0 +1,213 @@
+"""`make bench`: the DESIGN.md performance budget, measured. Prints a Markdown table for README.
+
+1. Cold start: import + init of each function in a fresh interpreter (the AWS backend with its two
+   boto3 clients), as a ratio to the baseline `import boto3` + two clients. Median of N runs.
+2. Warm CPU per token: the token function's whole path (event → resolver → grant → response)
+   with the real AWS adapters, but botocore clients replaced by stubs that answer at once, so only
+   our own code (and powertools) is measured, not AWS I/O. process_time, median of batches.
+3. AWS calls per token under moto, counted at botocore: cold (first) and warm, per auth method.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+EVENTS = ROOT / "events"
+COLD_RUNS = int(os.environ.get("BENCH_COLD_RUNS", "15"))
+WARM_BATCHES, WARM_TOKENS = 7, 500
+ENV = {
+    "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1", "TOKENMINT_BACKEND": "aws", "TOKENMINT_TABLE": "tokenmint-bench",
+    "TOKENMINT_SIGNING_KEY_ID": "arn:aws:kms:us-east-1:111122223333:key/bench", "TOKENMINT_SIGNING_ALG": "RS256",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+}
+BASELINE = "import boto3; boto3.client('kms'); boto3.client('dynamodb')"
+FUNCTION_INIT = "import tokenmint.handlers.{name}; from tokenmint import runtime; runtime.backend()"
+TIMED = "import time; t = time.perf_counter(); {code}; print(time.perf_counter() - t)"
+
+
+def cold_seconds(code: str) -> float:
+    env = {**os.environ, **ENV, "PYTHONDONTWRITEBYTECODE": "0"}
+    samples = []
+    for _ in range(COLD_RUNS):
+        out = subprocess.run([sys.executable, "-c", TIMED.format(code=code)], env=env, check=True,
+                             capture_output=True, text=True).stdout
+        samples.append(float(out))
+    return statistics.median(samples)
+
+
+class StubDynamoDb:
+    """Answers GetItem/Query instantly with items shaped like the table's."""
+
+    def __init__(self, items: dict[str, dict], resources: list[dict]) -> None:
+        self.items, self.resources, self.calls = items, resources, Counter()
+
+    def get_item(self, TableName, Key, **_):
+        self.calls["GetItem"] += 1
+        item = self.items.get(Key["pk"]["S"])
+        return {"Item": item} if item else {}
+
+    def query(self, TableName, **_):
+        self.calls["Query"] += 1
+        return {"Items": self.resources}
+
+
+class StubKms:
+    def __init__(self, public_der: bytes) -> None:
+        self.public_der, self.calls = public_der, Counter()
+
+    def get_public_key(self, KeyId):
+        self.calls["GetPublicKey"] += 1
+        return {"PublicKey": self.public_der, "SigningAlgorithms": ["RSASSA_PKCS1_V1_5_SHA_256"]}
+
+    def sign(self, KeyId, Message, MessageType, SigningAlgorithm):
+        self.calls["Sign"] += 1
+        return {"Signature": b"\x00" * 256}
+
+
+def seed_records():
+    from tokenmint.adapters.aws.dynamodb import CLIENT_SK, RESOURCE_PK, to_item
+    from tokenmint.oauth.credentials import hash_secret
+    from tokenmint.oauth.models import Client, ClientSecret, Resource
+
+    resource = Resource("https://api.example.com/mcp", ("tools:read", "tools:write"), token_lifetime=300)
+    clients = [Client("tmc_example", "client_secret_basic", ("tools:read", "tools:write"), 1_700_000_000,
+                      (ClientSecret(hash_secret("tmsec_example0000000000000000000000000000000000"), 1_700_000_000),)),
+               Client("tmc_example_post", "client_secret_post", ("tools:read", "tools:write"), 1_700_000_000,
+                      (ClientSecret(hash_secret("tmsec_examplepost00000000000000000000000000000000"),
+                                    1_700_000_000),))]
+    return resource, clients, to_item, CLIENT_SK, RESOURCE_PK
+
+
+def warm_cpu_microseconds() -> tuple[float, float]:
+    """Median CPU µs per token through lambda_handler, AWS stubbed; and the same for the grant alone."""
+    os.environ.update(ENV)
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from tokenmint import runtime
+    from tokenmint.adapters.aws.dynamodb import DynamoDbStore
+    from tokenmint.adapters.aws.kms import KmsKeyStore
+    from tokenmint.adapters.cache import CachedResourceStore
+    from tokenmint.config import Settings
+    from tokenmint.handlers import token
+    from tokenmint.oauth.client_credentials import ClientCredentialsGrant
+    from tokenmint.oauth.form import parse_form
+    from tokenmint.server import lambda_context
+
+    resource, clients, to_item, client_sk, resource_pk = seed_records()
+    items = {f"CLIENT#{c.client_id}": to_item(c.to_record(), pk=f"CLIENT#{c.client_id}", sk=client_sk)
+             for c in clients}
+    der = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    store = DynamoDbStore(StubDynamoDb(items, [to_item(resource.to_record(), pk=resource_pk, sk=resource.key)]),
+                          "tokenmint-bench")
+    keys = KmsKeyStore(StubKms(der), ENV["TOKENMINT_SIGNING_KEY_ID"], "RS256")
+    backend = runtime.Backend(Settings.from_env(), store, CachedResourceStore(store, time.monotonic), keys)
+    runtime.install(backend)
+    event = json.loads((EVENTS / "token_basic.json").read_text())
+    context = lambda_context("TokenFunction")
+    assert token.lambda_handler(event, context)["statusCode"] == 200
+
+    def per_token(call) -> float:
+        batches = []
+        for _ in range(WARM_BATCHES):
+            start = time.process_time()
+            for _ in range(WARM_TOKENS):
+                call()
+            batches.append((time.process_time() - start) / WARM_TOKENS * 1e6)
+        return statistics.median(batches)
+
+    handler_us = per_token(lambda: token.lambda_handler(event, context))
+    grant = ClientCredentialsGrant(store, backend.resources, keys, time.time)
+    form_body = b"grant_type=client_credentials&resource=https%3A%2F%2Fapi.example.com%2Fmcp&scope=tools%3Aread"
+    authorization = event["headers"]["authorization"]
+    grant_us = per_token(lambda: grant.create_token_response(
+        parse_form(form_body, "application/x-www-form-urlencoded"), authorization, "https://as.example"))
+    runtime.install(None)
+    return handler_us, grant_us
+
+
+def aws_calls_per_token() -> dict[str, tuple[Counter, Counter]]:
+    """botocore calls for the first token of a fresh process and per token after, under moto."""
+    import boto3
+    from moto import mock_aws
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from support.template import kms_key_spec, table_create_kwargs
+
+    from tokenmint import runtime
+    from tokenmint.adapters.aws.clients import aws_client
+    from tokenmint.adapters.aws.dynamodb import DynamoDbStore
+    from tokenmint.handlers import token
+    from tokenmint.server import lambda_context
+
+    results = {}
+    for method, event_name in (("client_secret_basic", "token_basic.json"), ("client_secret_post", "token_post.json")):
+        with mock_aws():
+            aws_client.cache_clear()
+            runtime.install(None)
+            boto3.client("dynamodb").create_table(**table_create_kwargs(ENV["TOKENMINT_TABLE"]))
+            arn = boto3.client("kms").create_key(KeySpec=kms_key_spec("RS256"), KeyUsage="SIGN_VERIFY")["KeyMetadata"]
+            os.environ["TOKENMINT_SIGNING_KEY_ID"] = arn["Arn"]
+            resource, clients, *_ = seed_records()
+            store = DynamoDbStore(boto3.client("dynamodb"), ENV["TOKENMINT_TABLE"])
+            store.create_resource(resource)
+            for client in clients:
+                store.create_client(client)
+            calls: Counter = Counter()
+            for service in ("kms", "dynamodb"):
+                aws_client(service, "us-east-1").meta.events.register(
+                    "before-call", lambda model, **_: calls.update([f"{model.service_model.service_name}:{model.name}"]))
+            event = json.loads((EVENTS / event_name).read_text())
+            assert token.lambda_handler(event, lambda_context("TokenFunction"))["statusCode"] == 200
+            cold = Counter(calls)
+            calls.clear()
+            n = 20
+            for _ in range(n):
+                assert token.lambda_handler(event, lambda_context("TokenFunction"))["statusCode"] == 200
+            warm = Counter({name: count / n for name, count in calls.items()})
+            results[method] = (cold, warm)
+            runtime.install(None)
+    return results
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor() or "unknown CPU")
+    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, {platform.system()} {platform.machine()}"
+
+
+def main() -> None:
+    baseline = cold_seconds(BASELINE)
+    rows = [("baseline: `import boto3` + 2 clients", baseline, 1.0)]
+    for name in ("token", "discovery"):
+        seconds = cold_seconds(FUNCTION_INIT.format(name=name))
+        rows.append((f"{name} function import + init", seconds, seconds / baseline))
+    handler_us, grant_us = warm_cpu_microseconds()
+    calls = aws_calls_per_token()
+
+    print(f"Machine: {machine()}; {time.strftime('%Y-%m-%d')}\n")
+    print(f"| cold start (median of {COLD_RUNS}) | ms | × baseline |\n|---|---:|---:|")
+    for label, seconds, ratio in rows:
+        print(f"| {label} | {seconds * 1000:.0f} | {ratio:.2f} |")
+    print(f"\n| warm CPU per token (median of {WARM_BATCHES}×{WARM_TOKENS}, AWS I/O stubbed) | µs |\n|---|---:|")
+    print(f"| token `lambda_handler` (resolver, logging, audit, grant, adapters) | {handler_us:.0f} |")
+    print(f"| grant alone (form, client auth, resource, scopes, JWT) | {grant_us:.0f} |")
+    print("\n| AWS calls per token | first token of a process | each warm token |\n|---|---|---|")
+    for method, (cold, warm) in calls.items():
+        fmt = lambda counter: ", ".join(f"{name} ×{count:g}" for name, count in sorted(counter.items()))  # noqa: E731
+        print(f"| {method} | {fmt(cold)} | {fmt(warm)} |")
+
+
+if __name__ == "__main__":
+    main()

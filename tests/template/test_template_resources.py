@@ -1,0 +1,183 @@
+"""The stateful resources and the configuration the functions receive: table, signing key,
+parameters, environment and outputs agree with the code that uses them."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from support.template import (
+    kms_key_spec,
+    load_template,
+    signing_key_spec_mapping,
+    table_create_kwargs,
+)
+from tokenmint.adapters.aws import dynamodb
+from tokenmint.adapters.aws.kms import KMS_ALGORITHMS
+from tokenmint.config import Settings, validate_issuer
+from tokenmint.oauth.jwk import SIGNING_ALGORITHMS
+from tokenmint.oauth.metadata import JWKS_PATH, METADATA_PATHS, TOKEN_PATH
+
+ALGORITHMS = {"RS256", "PS256", "ES256", "EdDSA"}
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+# -- table ------------------------------------------------------------------------------------
+def test_table_is_durable_encrypted_and_on_demand(template):
+    table = template["Resources"]["Table"]
+    properties = table["Properties"]
+    assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
+    assert properties["BillingMode"] == "PAY_PER_REQUEST"
+    assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert properties["SSESpecification"] == {"SSEEnabled": True}
+    assert properties["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
+    assert properties["DeletionProtectionEnabled"] == {"Ref": "TableDeletionProtection"}
+    parameter = template["Parameters"]["TableDeletionProtection"]
+    assert parameter["Default"] == "true" and sorted(parameter["AllowedValues"]) == ["false", "true"]
+
+
+def test_table_keys_are_the_ones_the_dynamodb_adapter_uses():
+    kwargs = table_create_kwargs("tokenmint-test")
+    assert kwargs["TableName"] == "tokenmint-test"
+    assert kwargs["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"},
+                                   {"AttributeName": "sk", "KeyType": "RANGE"}]
+    (index,) = kwargs["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == dynamodb.GSI1
+    assert index["KeySchema"] == [{"AttributeName": "gsi1pk", "KeyType": "HASH"},
+                                  {"AttributeName": "gsi1sk", "KeyType": "RANGE"}]
+    assert index["Projection"] == {"ProjectionType": "ALL"}
+    assert {d["AttributeName"]: d["AttributeType"] for d in kwargs["AttributeDefinitions"]} == {
+        "pk": "S", "sk": "S", "gsi1pk": "S", "gsi1sk": "S"}
+
+
+def test_table_create_kwargs_create_the_table_under_moto():
+    # Given the kwargs the integration tests create their table with
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        # When DynamoDB (moto) creates it
+        client.create_table(**table_create_kwargs("tokenmint-test"))
+        table = client.describe_table(TableName="tokenmint-test")["Table"]
+
+    # Then it has the template's keys and index
+    assert table["KeySchema"] == table_create_kwargs("tokenmint-test")["KeySchema"]
+    assert [index["IndexName"] for index in table["GlobalSecondaryIndexes"]] == [dynamodb.GSI1]
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+
+
+# -- signing key ------------------------------------------------------------------------------
+def test_key_spec_mapping_covers_exactly_the_signing_algorithms(template):
+    mapping = signing_key_spec_mapping(template)
+    assert set(mapping) == ALGORITHMS == set(SIGNING_ALGORITHMS) == set(KMS_ALGORITHMS)
+    assert set(template["Parameters"]["SigningAlgorithm"]["AllowedValues"]) == ALGORITHMS
+    assert template["Parameters"]["SigningAlgorithm"]["Default"] == "RS256"
+
+
+@pytest.mark.parametrize("alg", sorted(ALGORITHMS))
+def test_key_spec_is_the_one_the_kms_adapter_signs_with(alg):
+    assert kms_key_spec(alg) == KMS_ALGORITHMS[alg][0]
+
+
+def test_kms_key_spec_of_an_unknown_algorithm_is_an_error():
+    with pytest.raises(KeyError):
+        kms_key_spec("HS256")
+
+
+def test_signing_key_is_an_asymmetric_signing_key(template):
+    key = template["Resources"]["SigningKey"]["Properties"]
+    assert key["KeyUsage"] == "SIGN_VERIFY"
+    assert key["KeySpec"]["Fn::FindInMap"][1] == {"Ref": "SigningAlgorithm"}
+    assert key["PendingWindowInDays"] == 30
+    (statement,) = key["KeyPolicy"]["Statement"]
+    assert statement["Principal"] == {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}}
+    alias = template["Resources"]["SigningKeyAlias"]["Properties"]
+    assert alias == {"AliasName": {"Fn::Sub": "alias/${AWS::StackName}-signing"},
+                     "TargetKeyId": {"Ref": "SigningKey"}}
+
+
+# -- configuration the functions receive --------------------------------------------------------
+def deployed_environment(template: dict[str, Any], **parameters: str) -> dict[str, str]:
+    """Globals.Function's environment as a deployed stack would resolve it."""
+    values = {name: str(p.get("Default", "")) for name, p in template["Parameters"].items()}
+    values.update(parameters)
+    values["Table"] = "tokenmint-Table-1A2B3C"
+    key_arn = "arn:aws:kms:us-east-1:123456789012:key/0a1b2c3d-0000-4000-8000-000000000000"
+
+    def resolve(value: Any) -> str:
+        if isinstance(value, str):
+            return value
+        if value == {"Fn::GetAtt": ["SigningKey", "Arn"]}:
+            return key_arn
+        return values[value["Ref"]]
+
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    return {name: resolve(value) for name, value in variables.items()}
+
+
+def test_functions_get_every_setting_the_aws_backend_needs(template):
+    # Given the environment a deployed function sees with the default parameters
+    env = deployed_environment(template)
+
+    # When the function reads its settings
+    settings = Settings.from_env(env)
+
+    # Then it runs on the aws backend, with the stack's table and key, and the issuer from the request
+    assert settings.backend == "aws"
+    assert settings.table_name == "tokenmint-Table-1A2B3C"
+    assert settings.signing_key_id.startswith("arn:aws:kms:")
+    assert settings.signing_alg == "RS256"
+    assert settings.issuer is None
+    assert settings.resource_cache_seconds == 30.0
+    assert env["POWERTOOLS_SERVICE_NAME"] == "tokenmint"
+    assert env["POWERTOOLS_LOG_LEVEL"] == "INFO"
+
+
+@pytest.mark.parametrize("alg", sorted(ALGORITHMS))
+def test_every_allowed_signing_algorithm_is_a_valid_setting(template, alg):
+    assert Settings.from_env(deployed_environment(template, SigningAlgorithm=alg)).signing_alg == alg
+
+
+def issuer_pattern(template: dict[str, Any]) -> re.Pattern[str]:
+    # CloudFormation matches AllowedPattern against the whole value.
+    return re.compile(template["Parameters"]["IssuerUrl"]["AllowedPattern"])
+
+
+@pytest.mark.parametrize("issuer", ["https://auth.example.com", "https://example.com/tenants/a1"])
+def test_issuer_parameter_accepts_issuers_the_code_accepts_unchanged(template, issuer):
+    assert issuer_pattern(template).fullmatch(issuer)
+    assert validate_issuer(issuer) == issuer
+    assert Settings.from_env(deployed_environment(template, IssuerUrl=issuer)).issuer == issuer
+
+
+@pytest.mark.parametrize("issuer", ["http://auth.example.com", "https://auth.example.com/",
+                                    "https://auth.example.com?tenant=a", "https://auth.example.com#x",
+                                    "https://", "auth.example.com"])
+def test_issuer_parameter_rejects_what_is_not_an_issuer(template, issuer):
+    assert not issuer_pattern(template).fullmatch(issuer)
+
+
+def test_issuer_parameter_defaults_to_the_api_domain(template):
+    assert template["Parameters"]["IssuerUrl"]["Default"] == ""
+    assert issuer_pattern(template).fullmatch("")
+
+
+# -- outputs ------------------------------------------------------------------------------------
+def test_outputs_name_the_endpoints_the_metadata_publishes(template):
+    outputs = template["Outputs"]
+    assert {"Issuer", "TokenEndpoint", "JwksUri", "MetadataUrl", "TableName", "SigningKeyArn"} <= set(outputs)
+    issuer = outputs["Issuer"]["Value"]
+    assert issuer == {"Fn::If": ["HasIssuerUrl", {"Ref": "IssuerUrl"},
+                                 {"Fn::Sub": "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"}]}
+    for output, path in (("TokenEndpoint", TOKEN_PATH), ("JwksUri", JWKS_PATH), ("MetadataUrl", METADATA_PATHS[0])):
+        assert outputs[output]["Value"] == {"Fn::Sub": ["${Issuer}" + path, {"Issuer": issuer}]}
+    assert outputs["TableName"]["Value"] == {"Ref": "Table"}
+    assert outputs["SigningKeyArn"]["Value"] == {"Fn::GetAtt": ["SigningKey", "Arn"]}
+    assert template["Conditions"]["HasIssuerUrl"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "IssuerUrl"}, ""]}]}

@@ -1,0 +1,127 @@
+"""The SAM transform of template.yaml, and least privilege: each function's role allows exactly the
+calls its code makes (DESIGN.md, security rules)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from samtranslator.translator.transform import transform
+
+from support.template import load_template, resources_of_type
+
+BASIC_EXECUTION_ROLE = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+
+# (action, resource) pairs each function's role must allow, and nothing else.
+# TokenFunction: GetItem (the client), Query (the resource registry), Sign (the token) and
+# GetPublicKey (the kid). DiscoveryFunction: Query (scopes_supported), GetPublicKey (the JWKS).
+EXPECTED_GRANTS = {
+    "TokenFunction": {
+        ("dynamodb:GetItem", "Table.Arn"),
+        ("dynamodb:Query", "Table.Arn"),
+        ("kms:Sign", "SigningKey.Arn"),
+        ("kms:GetPublicKey", "SigningKey.Arn"),
+    },
+    "DiscoveryFunction": {
+        ("dynamodb:Query", "Table.Arn"),
+        ("kms:GetPublicKey", "SigningKey.Arn"),
+    },
+}
+
+
+class _NoManagedPolicies:
+    """Stands in for the IAM ListPolicies call the translator would make for named managed policies."""
+
+    def load(self) -> dict[str, str]:
+        return {}
+
+
+def sam_transform(template: dict[str, Any]) -> dict[str, Any]:
+    """The CloudFormation template SAM would deploy, without AWS: local code paths become S3 URIs,
+    as `sam package` would make them."""
+    for resource in template["Resources"].values():
+        properties = resource.get("Properties", {})
+        for uri in ("CodeUri", "ContentUri"):
+            if isinstance(properties.get(uri), str):
+                properties[uri] = "s3://tokenmint-artifacts/code.zip"
+    return transform(template, {}, _NoManagedPolicies())
+
+
+@pytest.fixture(scope="module")
+def transformed() -> dict[str, Any]:
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        return sam_transform(load_template())
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _resource_name(resource: Any) -> str:
+    """{"Fn::GetAtt": ["Table", "Arn"]} → "Table.Arn"; anything else as it is written."""
+    if isinstance(resource, dict) and list(resource) == ["Fn::GetAtt"]:
+        return ".".join(resource["Fn::GetAtt"])
+    return repr(resource)
+
+
+def role_grants(transformed: dict[str, Any], function: str) -> set[tuple[str, str]]:
+    role_ref = transformed["Resources"][function]["Properties"]["Role"]
+    role = transformed["Resources"][role_ref["Fn::GetAtt"][0]]["Properties"]
+    grants = set()
+    for policy in role.get("Policies", ()):
+        for statement in _as_list(policy["PolicyDocument"]["Statement"]):
+            # Only plain Allow statements: a Deny, NotAction or NotResource would need its own review.
+            assert set(statement) <= {"Sid", "Effect", "Action", "Resource"}, statement
+            assert statement["Effect"] == "Allow"
+            for action in _as_list(statement["Action"]):
+                for resource in _as_list(statement["Resource"]):
+                    grants.add((action, _resource_name(resource)))
+    return grants
+
+
+def test_transform_produces_the_deployed_resources(transformed):
+    # Given the translated template, then it holds the API, its $default stage, both functions
+    # with their roles, and the dependency layer
+    types = {name: resource["Type"] for name, resource in transformed["Resources"].items()}
+    assert types["HttpApi"] == "AWS::ApiGatewayV2::Api"
+    assert types["TokenFunction"] == types["DiscoveryFunction"] == "AWS::Lambda::Function"
+    assert list(types.values()).count("AWS::IAM::Role") == 2
+    assert list(types.values()).count("AWS::Lambda::LayerVersion") == 1
+    stages = resources_of_type(transformed, "AWS::ApiGatewayV2::Stage")
+    assert [stage["Properties"]["StageName"] for stage in stages.values()] == ["$default"]
+
+
+def test_default_stage_throttles_with_the_parameters(transformed):
+    (stage,) = resources_of_type(transformed, "AWS::ApiGatewayV2::Stage").values()
+    assert stage["Properties"]["DefaultRouteSettings"] == {
+        "ThrottlingRateLimit": {"Ref": "ThrottlingRateLimit"},
+        "ThrottlingBurstLimit": {"Ref": "ThrottlingBurstLimit"},
+    }
+
+
+@pytest.mark.parametrize("function", sorted(EXPECTED_GRANTS))
+def test_function_role_allows_exactly_what_the_function_calls(transformed, function):
+    # Given the function's role after the transform
+    role_ref = transformed["Resources"][function]["Properties"]["Role"]
+    role = transformed["Resources"][role_ref["Fn::GetAtt"][0]]["Properties"]
+
+    # Then its only managed policy is the basic execution role (CloudWatch Logs)
+    assert role["ManagedPolicyArns"] == [BASIC_EXECUTION_ROLE]
+    # And its inline policies allow exactly the expected actions on exactly the expected resources
+    assert role_grants(transformed, function) == EXPECTED_GRANTS[function]
+
+
+def test_every_function_is_reviewed(transformed):
+    functions = set(resources_of_type(transformed, "AWS::Lambda::Function"))
+    assert functions == set(EXPECTED_GRANTS)
+
+
+@pytest.mark.parametrize("function", sorted(EXPECTED_GRANTS))
+def test_functions_run_python313_on_arm64_with_the_layer(transformed, function):
+    properties = transformed["Resources"][function]["Properties"]
+    (layer,) = resources_of_type(transformed, "AWS::Lambda::LayerVersion")
+    assert properties["Runtime"] == "python3.13"
+    assert properties["Architectures"] == ["arm64"]
+    assert properties["Layers"] == [{"Ref": layer}]
+
