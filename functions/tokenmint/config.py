@@ -48,8 +48,8 @@ class Settings:
             raise ConfigError(f"TOKENMINT_SIGNING_ALG must be one of {', '.join(SIGNING_ALGORITHMS)}")
         if self.issuer is not None:
             object.__setattr__(self, "issuer", validate_issuer(self.issuer))
-        if self.backend == "aws" and not self.table_name:
-            raise ConfigError("TOKENMINT_TABLE is required with the aws backend")
+        if self.backend == "aws" and not (self.table_name and self.signing_key_id):
+            raise ConfigError("TOKENMINT_TABLE and TOKENMINT_SIGNING_KEY_ID are required with the aws backend")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:

@@ -25,8 +25,8 @@ def open_backend(settings: Settings) -> Backend:
         from .adapters.aws.kms import KmsKeyStore
         from .adapters.cache import CachedResourceStore
 
-        store = DynamoDbStore(aws_client("dynamodb", settings.region), settings.table_name or "")
-        keys = KmsKeyStore(aws_client("kms", settings.region), settings.signing_key_id or "", settings.signing_alg)
+        store = DynamoDbStore(aws_client("dynamodb", settings.region), settings.table_name)
+        keys = KmsKeyStore(aws_client("kms", settings.region), settings.signing_key_id, settings.signing_alg)
         resources = CachedResourceStore(store, time.monotonic, ttl=settings.resource_cache_seconds)
         return Backend(settings, store, resources, keys)
 

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .oauth.form import MAX_FORM_BYTES
+from .observability import logger
 from .routes import ROUTES
 
 MAX_BODY_BYTES = MAX_FORM_BYTES * 2  # the handlers enforce their own, smaller limits
@@ -74,8 +75,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _error(self, status: int, description: str) -> None:
-        body = json.dumps({"error": "invalid_request", "error_description": description}).encode()
+    def _error(self, status: int, description: str, error: str = "invalid_request") -> None:
+        body = json.dumps({"error": error, "error_description": description}).encode()
         self.close_connection = True
         self._send(status, {"Content-Type": "application/json", "Cache-Control": "no-store"}, body)
 
@@ -100,7 +101,11 @@ class _Handler(BaseHTTPRequestHandler):
         function, handler = self.routes[path]
         event = build_event(self.command, self.path, headers, body, domain=self.domain,
                             source_ip=self.client_address[0])
-        result = importlib.import_module(handler).lambda_handler(event, lambda_context(function))
+        try:
+            result = importlib.import_module(handler).lambda_handler(event, lambda_context(function))
+        except Exception:  # the resolver answers every error itself; this is a last resort
+            logger.exception("handler failed outside the resolver")
+            return self._error(500, "internal error", error="server_error")
         payload = result.get("body") or ""
         data = base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode("utf-8")
         response_headers = dict(result.get("headers") or {})

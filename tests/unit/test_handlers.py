@@ -155,3 +155,16 @@ def test_given_the_jwks_when_fetched_then_public_keys_only_and_cacheable(backend
 def test_given_post_on_discovery_when_called_then_405():
     response = call(discovery, "POST", "/jwks.json", b"", {})
     assert response["statusCode"] == 405 and response["headers"]["Allow"] == "GET"
+
+
+@pytest.mark.parametrize("drop", [("headers",), ("body",), ("requestContext", "http", "userAgent"),
+                                  ("requestContext", "http", "sourceIp"), ("isBase64Encoded",)])
+def test_given_an_event_missing_optional_fields_when_invoked_then_a_4xx_answer_not_a_crash(drop):
+    event = build_event("POST", "/token", {**FORM, **basic("svc", "wrong")}, b"grant_type=client_credentials",
+                        domain="auth.example.com", source_ip="192.0.2.1")
+    parent = event
+    for key in drop[:-1]:
+        parent = parent[key]
+    parent.pop(drop[-1], None)
+    response = token.lambda_handler(event, lambda_context("test"))
+    assert 400 <= response["statusCode"] < 500

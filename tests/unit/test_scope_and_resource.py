@@ -72,9 +72,10 @@ def test_given_no_resource_and_two_candidates_when_selected_then_invalid_target(
 def test_given_a_resource_in_another_spelling_when_selected_then_found_and_registered_form_kept():
     store = InMemoryStore()
     api = store.add_resource("https://api.example.com/mcp", "read")
-    assert select_resource("HTTPS://API.EXAMPLE.COM:443/mcp", _client("read"), store).identifier == api.identifier
+    key = normalize_resource_identifier("HTTPS://API.EXAMPLE.COM:443/mcp")
+    assert select_resource(key, _client("read"), store).identifier == api.identifier
 
 
 def test_given_an_unknown_resource_when_selected_then_invalid_target():
     with pytest.raises(InvalidTargetError, match="unknown resource"):
-        select_resource("https://nope.example.com/", _client("read"), InMemoryStore())
+        select_resource(normalize_resource_identifier("https://nope.example.com/"), _client("read"), InMemoryStore())

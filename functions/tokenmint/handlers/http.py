@@ -104,5 +104,5 @@ def issuer_of(app: APIGatewayHttpResolver, configured: str | None) -> str:
 
 def source(app: APIGatewayHttpResolver) -> dict[str, str | None]:
     """Who sent the request, for the audit trail."""
-    http = app.current_event.request_context.http
-    return {"source_ip": http.source_ip, "user_agent": (http.user_agent or "")[:256] or None}
+    http = app.current_event.get("requestContext", {}).get("http", {})
+    return {"source_ip": http.get("sourceIp"), "user_agent": (http.get("userAgent") or "")[:256] or None}

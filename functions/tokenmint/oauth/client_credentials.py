@@ -58,14 +58,12 @@ class ClientCredentialsGrant:
         resource_values = form.get_all("resource")
         if len(resource_values) > 1:
             raise InvalidTargetError("a token is for one resource; send one resource parameter")
-        requested_resource = resource_values[0] if resource_values else None
-        if requested_resource is not None:
-            normalize_resource_identifier(requested_resource)
+        resource_key = normalize_resource_identifier(resource_values[0]) if resource_values else None
         credentials = extract_credentials(form, authorization)
 
         now = int(self._clock())
         client = authenticate_client(credentials, self._clients, now)
-        resource = select_resource(requested_resource, client, self._resources)
+        resource = select_resource(resource_key, client, self._resources)
         scopes = grant_scopes(requested_scopes, client.scopes, resource.scopes)
         if not scopes:
             raise InvalidScopeError(

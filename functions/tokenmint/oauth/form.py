@@ -35,9 +35,6 @@ class Form:
     def get_all(self, name: str) -> list[str]:
         return list(self._values.get(name, ()))
 
-    def __contains__(self, name: str) -> bool:
-        return name in self._values
-
 
 def parse_form(body: bytes, content_type: str | None, *, max_bytes: int = MAX_FORM_BYTES) -> Form:
     """Parse an ``application/x-www-form-urlencoded`` UTF-8 body, refusing anything else."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .resource import normalize_resource_identifier
+
 CLIENT_SECRET_BASIC = "client_secret_basic"
 CLIENT_SECRET_POST = "client_secret_post"
 SECRET_AUTH_METHODS = (CLIENT_SECRET_BASIC, CLIENT_SECRET_POST)
@@ -97,8 +99,6 @@ class Resource:
 
     def __post_init__(self) -> None:
         if not self.key:
-            from .resource import normalize_resource_identifier
-
             object.__setattr__(self, "key", normalize_resource_identifier(self.identifier))
 
     def to_record(self) -> dict[str, Any]:

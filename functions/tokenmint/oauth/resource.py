@@ -59,10 +59,11 @@ def normalize_resource_identifier(value: str) -> str:
     return urlunsplit((scheme, netloc, path, query, ""))
 
 
-def select_resource(requested: str | None, client: Client, resources: ResourceStore) -> Resource:
-    """The audience of the token: the requested resource, or the client's only one (RFC 8707 §2)."""
-    if requested is not None:
-        resource = resources.get_resource(normalize_resource_identifier(requested))
+def select_resource(requested_key: str | None, client: Client, resources: ResourceStore) -> Resource:
+    """The audience of the token: the requested resource (by its normal form, see
+    :func:`normalize_resource_identifier`), or the client's only one (RFC 8707 §2)."""
+    if requested_key is not None:
+        resource = resources.get_resource(requested_key)
         if resource is None:
             raise InvalidTargetError("unknown resource", client_id=client.client_id)
         return resource
