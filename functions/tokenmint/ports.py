@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from .oauth.models import Client, Resource
+from .oauth.models import Client, InitialAccessToken, Resource
 
 Clock = Callable[[], float]
 """Seconds since the epoch (``time.time`` in production, a fixed value in tests)."""
@@ -13,6 +13,10 @@ Clock = Callable[[], float]
 
 class ConflictError(Exception):
     """A write lost a race (the stored version moved on, or the record already exists)."""
+
+
+class InitialAccessTokenSpentError(ConflictError):
+    """The initial access token expired, was used up or removed before the registration committed."""
 
 
 class UnavailableError(Exception):
@@ -29,6 +33,38 @@ class ClientStore(Protocol):
         """Replace the stored client whose version is ``client.version - 1``, else ConflictError."""
 
     def list_clients(self) -> list[Client]: ...
+
+    def delete_client(self, client_id: str, *, version: int, not_before: int, mark_expires_at: int) -> None:
+        """Remove the client at ``version`` and, in the same write, record that its tokens issued
+        before ``not_before`` are invalid (kept until ``mark_expires_at``); else ConflictError."""
+
+    def deleted_client_not_before(self, client_id: str) -> int | None:
+        """The deletion mark of a removed client: tokens it got before this time are invalid."""
+
+    def record_client_use(self, client_id: str, now: int, resolution: int) -> None:
+        """Set ``last_used_at`` to ``now`` unless it is already within ``resolution`` seconds.
+
+        Never changes the version: usage must not make concurrent updates fail.
+        """
+
+
+class RegistrationStore(Protocol):
+    """Initial access tokens (RFC 7591 §3) and the atomic registration they authorise."""
+
+    def create_initial_access_token(self, token: InitialAccessToken) -> None: ...
+
+    def put_initial_access_token(self, token: InitialAccessToken) -> None:
+        """Create or replace the token with this ``token_id`` (the one ``tokenmint serve`` prints)."""
+
+    def get_initial_access_token(self, token_hash: str) -> InitialAccessToken | None: ...
+
+    def list_initial_access_tokens(self) -> list[InitialAccessToken]: ...
+
+    def register_client(self, client: Client, token_hash: str, now: int) -> None:
+        """Create ``client`` and spend one use of the initial access token, both or neither.
+
+        :class:`InitialAccessTokenSpentError` if the token is no longer usable at ``now``.
+        """
 
 
 class ResourceStore(Protocol):

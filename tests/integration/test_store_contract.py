@@ -8,8 +8,8 @@ from tokenmint.adapters.aws.clients import aws_client
 from tokenmint.adapters.aws.dynamodb import DynamoDbStore
 from tokenmint.adapters.cache import CachedResourceStore
 from tokenmint.adapters.embedded.sqlite import SqliteDatabase, SqliteStore
-from tokenmint.oauth.models import Client, ClientSecret, Resource
-from tokenmint.ports import ConflictError
+from tokenmint.oauth.models import Client, ClientSecret, InitialAccessToken, RegistrationPolicy, Resource
+from tokenmint.ports import ConflictError, InitialAccessTokenSpentError
 
 
 @pytest.fixture(params=["sqlite", "dynamodb"])
@@ -103,3 +103,115 @@ def test_given_a_cached_registry_when_a_resource_is_added_then_visible_after_the
     assert cached.get_resource("https://b.example.com/") is None  # just reloaded: misses are rate-limited
     now[0] = 1.5
     assert cached.get_resource("https://b.example.com/") is not None
+
+
+# -- client lifecycle (RFC 7591/7592) ---------------------------------------------------------------
+def a_token(token_hash: str = "sha256:iat", **fields) -> InitialAccessToken:
+    return InitialAccessToken(token_id="iat_1", hash=token_hash, created_at=1_700_000_000,
+                              policy=RegistrationPolicy(scopes=("read",), max_secret_lifetime=3600), **fields)
+
+
+def test_given_an_initial_access_token_when_stored_then_found_by_hash_with_its_policy(store):
+    store.create_initial_access_token(a_token(max_uses=3, expires_at=1_900_000_000, description="ci"))
+    token = store.get_initial_access_token("sha256:iat")
+    assert token == a_token(max_uses=3, expires_at=1_900_000_000, description="ci")
+    assert store.get_initial_access_token("sha256:other") is None
+    assert [t.token_id for t in store.list_initial_access_tokens()] == ["iat_1"]
+
+
+def test_given_a_token_with_uses_left_when_registering_then_client_created_and_one_use_spent(store):
+    store.create_initial_access_token(a_token(max_uses=2))
+    store.register_client(a_client("tmc_a"), "sha256:iat", now=1_700_000_100)
+    assert store.get_client("tmc_a") is not None
+    assert store.get_initial_access_token("sha256:iat").uses == 1
+
+
+@pytest.mark.parametrize("fields, token_hash", [({"max_uses": 1, "uses": 1}, "sha256:iat"),
+                                                ({"expires_at": 1_700_000_050}, "sha256:iat"),
+                                                ({}, "sha256:unknown")])
+def test_given_a_spent_expired_or_unknown_token_when_registering_then_nothing_is_written(store, fields, token_hash):
+    store.create_initial_access_token(a_token(**fields))
+    with pytest.raises(InitialAccessTokenSpentError):
+        store.register_client(a_client("tmc_a"), token_hash, now=1_700_000_100)
+    assert store.get_client("tmc_a") is None
+    assert store.get_initial_access_token("sha256:iat").uses == fields.get("uses", 0)
+
+
+def test_given_a_client_id_collision_when_registering_then_conflict_and_no_use_spent(store):
+    store.create_initial_access_token(a_token(max_uses=5))
+    store.create_client(a_client("tmc_a"))
+    with pytest.raises(ConflictError):
+        store.register_client(a_client("tmc_a", name="other"), "sha256:iat", now=1_700_000_100)
+    assert store.get_initial_access_token("sha256:iat").uses == 0
+
+
+def test_given_parallel_registrations_with_a_two_use_token_then_exactly_two_succeed(store):
+    store.create_initial_access_token(a_token(max_uses=2))
+    outcomes = []
+
+    def register(i: int) -> None:
+        try:
+            store.register_client(a_client(f"tmc_{i}"), "sha256:iat", now=1_700_000_100)
+            outcomes.append("created")
+        except InitialAccessTokenSpentError:
+            outcomes.append("spent")
+
+    threads = [threading.Thread(target=register, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert sorted(outcomes) == ["created"] * 2 + ["spent"] * 4
+    assert len(store.list_clients()) == 2 and store.get_initial_access_token("sha256:iat").uses == 2
+
+
+def test_given_the_serve_token_when_put_again_then_the_old_value_stops_working(store):
+    store.put_initial_access_token(a_token("sha256:first"))
+    store.put_initial_access_token(a_token("sha256:second"))
+    assert store.get_initial_access_token("sha256:first") is None
+    assert store.get_initial_access_token("sha256:second") is not None
+
+
+def test_given_a_client_when_deleted_then_gone_and_its_tokens_marked_invalid(store):
+    store.create_client(a_client())
+    store.delete_client("tmc_1", version=1, not_before=1_700_000_500, mark_expires_at=4_000_000_000)
+    assert store.get_client("tmc_1") is None
+    assert store.deleted_client_not_before("tmc_1") == 1_700_000_500
+    assert store.deleted_client_not_before("tmc_other") is None
+
+
+def test_given_a_stale_version_when_deleting_then_conflict_and_nothing_changes(store):
+    store.create_client(a_client())
+    store.update_client(store.get_client("tmc_1").with_changes(name="moved on"))
+    with pytest.raises(ConflictError):
+        store.delete_client("tmc_1", version=1, not_before=1, mark_expires_at=4_000_000_000)
+    assert store.get_client("tmc_1").name == "moved on"
+    assert store.deleted_client_not_before("tmc_1") is None
+
+
+def test_given_an_expired_deletion_mark_when_read_then_none(store):
+    store.create_client(a_client())
+    store.delete_client("tmc_1", version=1, not_before=1, mark_expires_at=1_000)
+    assert store.deleted_client_not_before("tmc_1") is None
+
+
+def test_given_uses_when_recorded_then_at_most_once_per_resolution_and_the_version_is_untouched(store):
+    store.create_client(a_client())
+    store.record_client_use("tmc_1", now=1_700_000_000, resolution=300)
+    store.record_client_use("tmc_1", now=1_700_000_100, resolution=300)  # within resolution: ignored
+    client = store.get_client("tmc_1")
+    assert client.last_used_at == 1_700_000_000 and client.version == 1
+    store.record_client_use("tmc_1", now=1_700_000_400, resolution=300)
+    assert store.get_client("tmc_1").last_used_at == 1_700_000_400
+    store.record_client_use("tmc_missing", now=1_700_000_400, resolution=300)  # no error, no item
+    assert store.get_client("tmc_missing") is None
+
+
+def test_given_registration_metadata_when_stored_then_it_round_trips(store):
+    client = a_client(metadata={"contacts": ["ops@example.com"], "jwks": {"keys": [{"kty": "EC", "crv": "P-256",
+                                                                                      "x": "a", "y": "b"}]},
+                                "software_id": "agent"},
+                      resources=("https://api.example.com/",), registration_access_token_hash="sha256:rat",
+                      policy=RegistrationPolicy(scopes=("read",), max_secret_lifetime=60))
+    store.create_client(client)
+    assert store.get_client("tmc_1") == client

@@ -106,3 +106,35 @@ class TemporarilyUnavailableError(OAuthError):
     @property
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
+
+
+class InvalidTokenError(OAuthError):
+    """RFC 6750 §3.1: a missing, unknown, expired or used-up bearer token (401, Bearer challenge)."""
+
+    error = "invalid_token"
+    status_code = 401
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": f'Bearer realm="tokenmint", error="invalid_token", '
+                                    f'error_description="{self.description}"'}
+
+
+class InvalidClientMetadataError(OAuthError):
+    """RFC 7591 §3.2.2: a metadata value is invalid or outside what this server or policy allows."""
+
+    error = "invalid_client_metadata"
+
+
+class InvalidSoftwareStatementError(OAuthError):
+    error = "invalid_software_statement"
+
+
+class UnapprovedSoftwareStatementError(OAuthError):
+    error = "unapproved_software_statement"
+
+
+class ConcurrentUpdateError(InvalidRequestError):
+    """Another update won the race (optimistic concurrency): nothing was written."""
+
+    status_code = 409

@@ -42,6 +42,73 @@ class ClientSecret:
                    expires_at=None if expires_at is None else int(expires_at))
 
 
+def _optional_tuple(value: Any) -> tuple[str, ...] | None:
+    return None if value is None else tuple(str(v) for v in value)
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+@dataclass(frozen=True)
+class RegistrationPolicy:
+    """What a registration may obtain (RFC 7591 §3: the initial access token's authority).
+
+    None in a field means "not limited". The policy is copied onto each client it registers, so
+    later updates (RFC 7592) stay within it.
+    """
+
+    scopes: tuple[str, ...] | None = None
+    resources: tuple[str, ...] | None = None  # normalised resource identifiers
+    auth_methods: tuple[str, ...] | None = None
+    max_secret_lifetime: int | None = None  # seconds
+
+    def to_record(self) -> dict[str, Any]:
+        return {"scopes": _list_or_none(self.scopes), "resources": _list_or_none(self.resources),
+                "auth_methods": _list_or_none(self.auth_methods), "max_secret_lifetime": self.max_secret_lifetime}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any] | None) -> RegistrationPolicy:
+        record = record or {}
+        return cls(scopes=_optional_tuple(record.get("scopes")), resources=_optional_tuple(record.get("resources")),
+                   auth_methods=_optional_tuple(record.get("auth_methods")),
+                   max_secret_lifetime=_optional_int(record.get("max_secret_lifetime")))
+
+
+def _list_or_none(value: tuple[str, ...] | None) -> list[str] | None:
+    return None if value is None else list(value)
+
+
+@dataclass(frozen=True)
+class InitialAccessToken:
+    """An admin-minted bearer token that authorises registrations (RFC 7591 §3), stored hashed."""
+
+    token_id: str  # public handle for listing and audit; the token itself is never stored
+    hash: str
+    created_at: int
+    policy: RegistrationPolicy = RegistrationPolicy()
+    expires_at: int | None = None
+    max_uses: int | None = None
+    uses: int = 0
+    description: str | None = None
+
+    def usable_at(self, now: int) -> bool:
+        return (self.expires_at is None or now < self.expires_at) and (
+            self.max_uses is None or self.uses < self.max_uses)
+
+    def to_record(self) -> dict[str, Any]:
+        return {"token_id": self.token_id, "hash": self.hash, "created_at": self.created_at,
+                "policy": self.policy.to_record(), "expires_at": self.expires_at, "max_uses": self.max_uses,
+                "uses": self.uses, "description": self.description}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> InitialAccessToken:
+        return cls(token_id=str(record["token_id"]), hash=str(record["hash"]), created_at=int(record["created_at"]),
+                   policy=RegistrationPolicy.from_record(record.get("policy")),
+                   expires_at=_optional_int(record.get("expires_at")), max_uses=_optional_int(record.get("max_uses")),
+                   uses=int(record.get("uses", 0)), description=record.get("description"))
+
+
 @dataclass(frozen=True)
 class Client:
     client_id: str
@@ -53,6 +120,15 @@ class Client:
     disabled: bool = False
     introspect: bool = False
     version: int = 1
+    # Normalised identifiers of the resources this client may get tokens for; None: any resource
+    # that defines one of its scopes.
+    resources: tuple[str, ...] | None = None
+    # RFC 7591 metadata kept as registered (contacts, software_id, software_version, jwks, jwks_uri).
+    metadata: dict[str, Any] = field(default_factory=dict)
+    # RFC 7592: the hash of the current registration access token; None for admin-created clients.
+    registration_access_token_hash: str | None = None
+    policy: RegistrationPolicy | None = None
+    last_used_at: int | None = None
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -65,6 +141,11 @@ class Client:
             "disabled": self.disabled,
             "introspect": self.introspect,
             "version": self.version,
+            "resources": _list_or_none(self.resources),
+            "metadata": self.metadata,
+            "registration_access_token_hash": self.registration_access_token_hash,
+            "policy": None if self.policy is None else self.policy.to_record(),
+            "last_used_at": self.last_used_at,
         }
 
     @classmethod
@@ -79,11 +160,35 @@ class Client:
             disabled=bool(record.get("disabled", False)),
             introspect=bool(record.get("introspect", False)),
             version=int(record.get("version", 1)),
+            resources=_optional_tuple(record.get("resources")),
+            metadata=_plain(record.get("metadata") or {}),
+            registration_access_token_hash=record.get("registration_access_token_hash"),
+            policy=None if record.get("policy") is None else RegistrationPolicy.from_record(record["policy"]),
+            last_used_at=_optional_int(record.get("last_used_at")),
         )
 
     def with_changes(self, **changes: Any) -> Client:
         """A copy with ``changes`` and the next version (stores use it for optimistic locking)."""
         return replace(self, version=self.version + 1, **changes)
+
+    def secret_expires_at(self) -> int:
+        """RFC 7591 ``client_secret_expires_at`` of the newest secret: 0 when it does not expire."""
+        newest = max(self.secrets, key=lambda s: s.created_at, default=None)
+        return 0 if newest is None or newest.expires_at is None else newest.expires_at
+
+    def may_use(self, resource_key: str) -> bool:
+        return self.resources is None or resource_key in self.resources
+
+
+def _plain(value: Any) -> Any:
+    """JSON-shaped data from a store (DynamoDB returns Decimal for numbers)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if type(value).__name__ == "Decimal":
+        return int(value) if value == int(value) else float(value)
+    return value
 
 
 @dataclass(frozen=True)

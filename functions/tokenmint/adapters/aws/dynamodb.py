@@ -1,9 +1,11 @@
 """Clients and resources in one DynamoDB table (single-table design; keys in template.yaml).
 
-| item     | pk                 | sk       | gsi1pk / gsi1sk       |
-|----------|--------------------|----------|-----------------------|
-| client   | CLIENT#<client_id> | CLIENT   | CLIENT / <client_id>  |
-| resource | RESOURCE           | <key>    |                       |
+| item                  | pk                 | sk       | gsi1pk / gsi1sk       | ttl            |
+|-----------------------|--------------------|----------|-----------------------|----------------|
+| client                | CLIENT#<client_id> | CLIENT   | CLIENT / <client_id>  |                |
+| deleted-client mark   | CLIENT#<client_id> | DELETED  |                       | mark expiry    |
+| resource              | RESOURCE           | <key>    |                       |                |
+| initial access token  | IAT#<hash>         | IAT      | IAT / <token_id>      | expiry + 1 day |
 
 Clients live in their own partitions (each token reads one); the few resources share one
 partition so that a single Query loads the whole registry into the token function's cache.
@@ -11,18 +13,22 @@ partition so that a single Query loads the whole registry into the token functio
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ...oauth.models import Client, Resource
-from ...ports import ConflictError, UnavailableError
+from ...oauth.models import Client, InitialAccessToken, Resource
+from ...ports import ConflictError, InitialAccessTokenSpentError, UnavailableError
 from .clients import is_unavailable
 
 CLIENT_SK = "CLIENT"
+DELETED_SK = "DELETED"
 RESOURCE_PK = "RESOURCE"
+IAT_SK = "IAT"
 GSI1 = "gsi1"
+NULL = {":null": {"S": "NULL"}}  # for attribute_type(x, :null)
 
 
 def _serializer() -> Any:
@@ -42,6 +48,14 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
     return {name: _DESERIALIZE.deserialize(value) for name, value in item.items()}
 
 
+class TransactionConditionFailed(ConflictError):
+    """A transaction's condition failed; ``index`` says which of its items."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(f"transaction condition {index} failed")
+        self.index = index
+
+
 class DynamoDbStore:
     """ClientStore and ResourceStore on one table. Reads that decide access are strongly consistent."""
 
@@ -51,10 +65,18 @@ class DynamoDbStore:
 
     def _call(self, operation: str, **kwargs: Any) -> Any:
         try:
+            if operation == "transact_write_items":
+                return self._ddb.transact_write_items(**kwargs)
             return getattr(self._ddb, operation)(TableName=self._table, **kwargs)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            code = exc.response.get("Error", {}).get("Code")
+            if code == "ConditionalCheckFailedException":
                 raise ConflictError(f"{operation}: condition failed") from exc
+            if code == "TransactionCanceledException":
+                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", ())]
+                if "ConditionalCheckFailed" in reasons:
+                    raise TransactionConditionFailed(reasons.index("ConditionalCheckFailed")) from exc
+                raise UnavailableError(f"DynamoDB transaction cancelled: {reasons}") from exc
             if is_unavailable(exc):
                 raise UnavailableError(f"DynamoDB {operation} is unavailable") from exc
             raise
@@ -95,6 +117,83 @@ class DynamoDbStore:
         items = self._query(IndexName=GSI1, KeyConditionExpression="gsi1pk = :pk",
                             ExpressionAttributeValues={":pk": {"S": CLIENT_SK}})
         return [Client.from_record(item) for item in items]
+
+    def _key(self, pk: str, sk: str) -> dict[str, Any]:
+        return {"pk": {"S": pk}, "sk": {"S": sk}}
+
+    def delete_client(self, client_id: str, *, version: int, not_before: int, mark_expires_at: int) -> None:
+        mark = to_item({"client_id": client_id, "not_before": not_before}, pk=f"CLIENT#{client_id}", sk=DELETED_SK)
+        mark["ttl"] = {"N": str(mark_expires_at)}
+        try:
+            self._call("transact_write_items", TransactItems=[
+                {"Delete": {"TableName": self._table, "Key": self._key(f"CLIENT#{client_id}", CLIENT_SK),
+                            "ConditionExpression": "#version = :version",
+                            "ExpressionAttributeNames": {"#version": "version"},
+                            "ExpressionAttributeValues": {":version": {"N": str(version)}}}},
+                {"Put": {"TableName": self._table, "Item": mark}},
+            ])
+        except TransactionConditionFailed as exc:
+            raise ConflictError(f"client {client_id} was changed concurrently or does not exist") from exc
+
+    def deleted_client_not_before(self, client_id: str) -> int | None:
+        item = self._call("get_item", Key=self._key(f"CLIENT#{client_id}", DELETED_SK), ConsistentRead=True).get("Item")
+        # TTL deletes lazily (within days): an expired mark is treated as gone.
+        if not item or int(item["ttl"]["N"]) <= time.time():
+            return None
+        return int(item["not_before"]["N"])
+
+    def record_client_use(self, client_id: str, now: int, resolution: int) -> None:
+        try:
+            self._call("update_item", Key=self._key(f"CLIENT#{client_id}", CLIENT_SK),
+                       UpdateExpression="SET last_used_at = :now",
+                       ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(last_used_at) OR "
+                                           "attribute_type(last_used_at, :null) OR last_used_at <= :threshold)",
+                       ExpressionAttributeValues={":now": {"N": str(now)}, ":threshold": {"N": str(now - resolution)},
+                                                  **NULL})
+        except ConflictError:
+            pass  # another request recorded a use just now
+
+    # -- initial access tokens ------------------------------------------------------------------
+    def _token_item(self, token: InitialAccessToken) -> dict[str, Any]:
+        item = to_item(token.to_record(), pk=f"IAT#{token.hash}", sk=IAT_SK, gsi1pk=IAT_SK, gsi1sk=token.token_id)
+        if token.expires_at is not None:
+            item["ttl"] = {"N": str(token.expires_at + 86_400)}
+        return item
+
+    def create_initial_access_token(self, token: InitialAccessToken) -> None:
+        self._call("put_item", Item=self._token_item(token), ConditionExpression="attribute_not_exists(pk)")
+
+    def put_initial_access_token(self, token: InitialAccessToken) -> None:
+        previous = [t for t in self.list_initial_access_tokens() if t.token_id == token.token_id and t.hash != token.hash]
+        items: list[dict[str, Any]] = [{"Put": {"TableName": self._table, "Item": self._token_item(token)}}]
+        items += [{"Delete": {"TableName": self._table, "Key": self._key(f"IAT#{t.hash}", IAT_SK)}} for t in previous]
+        self._call("transact_write_items", TransactItems=items)
+
+    def get_initial_access_token(self, token_hash: str) -> InitialAccessToken | None:
+        item = self._call("get_item", Key=self._key(f"IAT#{token_hash}", IAT_SK), ConsistentRead=True).get("Item")
+        return InitialAccessToken.from_record(from_item(item)) if item else None
+
+    def list_initial_access_tokens(self) -> list[InitialAccessToken]:
+        items = self._query(IndexName=GSI1, KeyConditionExpression="gsi1pk = :pk",
+                            ExpressionAttributeValues={":pk": {"S": IAT_SK}})
+        return [InitialAccessToken.from_record(item) for item in items]
+
+    def register_client(self, client: Client, token_hash: str, now: int) -> None:
+        spend = {"Update": {
+            "TableName": self._table, "Key": self._key(f"IAT#{token_hash}", IAT_SK),
+            "UpdateExpression": "SET #uses = #uses + :one",
+            "ConditionExpression": "attribute_exists(pk) AND (attribute_type(max_uses, :null) OR #uses < max_uses) "
+                                   "AND (attribute_type(expires_at, :null) OR expires_at > :now)",
+            "ExpressionAttributeNames": {"#uses": "uses"},
+            "ExpressionAttributeValues": {":one": {"N": "1"}, ":now": {"N": str(now)}, **NULL}}}
+        create = {"Put": {"TableName": self._table, "Item": self._client_item(client),
+                          "ConditionExpression": "attribute_not_exists(pk)"}}
+        try:
+            self._call("transact_write_items", TransactItems=[spend, create])
+        except TransactionConditionFailed as exc:
+            if exc.index == 0:
+                raise InitialAccessTokenSpentError("the initial access token is no longer usable") from exc
+            raise
 
     # -- resources ------------------------------------------------------------------------------
     def get_resource(self, key: str) -> Resource | None:

@@ -70,16 +70,10 @@ class LocalKeyStore:
         fd = os.open(self._dir / f"{jwk['kid']}.pem", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(pem)
-        conn = self._db.connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._db.transaction() as conn:
             conn.execute("UPDATE signing_keys SET state = ? WHERE state = ?", (RETIRING, ACTIVE))
             conn.execute("INSERT INTO signing_keys (kid, alg, state, created_at, public_jwk) VALUES (?, ?, ?, "
                          "CAST(strftime('%s','now') AS INTEGER), ?)", (jwk["kid"], alg, ACTIVE, json.dumps(jwk)))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return jwk["kid"]
 
     def signing_key(self) -> LocalSigningKey:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ...oauth.models import Client, Resource
-from ...ports import ConflictError, UnavailableError
+from ...oauth.models import Client, InitialAccessToken, Resource
+from ...ports import ConflictError, InitialAccessTokenSpentError, UnavailableError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS clients (client_id TEXT PRIMARY KEY, version INTEGER NOT NULL, record TEXT NOT NULL);
@@ -17,6 +19,12 @@ CREATE TABLE IF NOT EXISTS resources (key TEXT PRIMARY KEY, record TEXT NOT NULL
 CREATE TABLE IF NOT EXISTS signing_keys (
     kid TEXT PRIMARY KEY, alg TEXT NOT NULL, state TEXT NOT NULL, created_at INTEGER NOT NULL,
     public_jwk TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS initial_access_tokens (
+    hash TEXT PRIMARY KEY, token_id TEXT UNIQUE NOT NULL, uses INTEGER NOT NULL, record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deleted_clients (
+    client_id TEXT PRIMARY KEY, not_before INTEGER NOT NULL, expires_at INTEGER NOT NULL
 );
 """
 
@@ -41,12 +49,31 @@ class SqliteDatabase:
         return conn
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
-        try:
+        with _translated_errors():
             return self.connection().execute(sql, params)
-        except sqlite3.IntegrityError as exc:
-            raise ConflictError(str(exc)) from exc
-        except sqlite3.OperationalError as exc:  # "database is locked" after the busy timeout
-            raise UnavailableError(str(exc)) from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE … COMMIT, rolled back on any exception: all of it or nothing."""
+        conn = self.connection()
+        with _translated_errors():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+
+@contextmanager
+def _translated_errors() -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        raise ConflictError(str(exc)) from exc
+    except sqlite3.OperationalError as exc:  # "database is locked" after the busy timeout
+        raise UnavailableError(str(exc)) from exc
 
 
 class SqliteStore:
@@ -74,6 +101,57 @@ class SqliteStore:
         rows = self._db.execute("SELECT record FROM clients ORDER BY client_id").fetchall()
         return [Client.from_record(json.loads(row[0])) for row in rows]
 
+    def delete_client(self, client_id: str, *, version: int, not_before: int, mark_expires_at: int) -> None:
+        with self._db.transaction() as conn:
+            deleted = conn.execute("DELETE FROM clients WHERE client_id = ? AND version = ?", (client_id, version))
+            if deleted.rowcount != 1:
+                raise ConflictError(f"client {client_id} was changed concurrently or does not exist")
+            conn.execute("INSERT OR REPLACE INTO deleted_clients (client_id, not_before, expires_at) VALUES (?, ?, ?)",
+                         (client_id, not_before, mark_expires_at))
+
+    def deleted_client_not_before(self, client_id: str) -> int | None:
+        row = self._db.execute("SELECT not_before FROM deleted_clients WHERE client_id = ? AND expires_at > "
+                               "CAST(strftime('%s','now') AS INTEGER)", (client_id,)).fetchone()
+        return row[0] if row else None
+
+    def record_client_use(self, client_id: str, now: int, resolution: int) -> None:
+        self._db.execute(
+            "UPDATE clients SET record = json_set(record, '$.last_used_at', ?) WHERE client_id = ? AND "
+            "coalesce(json_extract(record, '$.last_used_at'), 0) <= ?", (now, client_id, now - resolution))
+
+    # -- initial access tokens ------------------------------------------------------------------
+    def create_initial_access_token(self, token: InitialAccessToken) -> None:
+        self._db.execute("INSERT INTO initial_access_tokens (hash, token_id, uses, record) VALUES (?, ?, ?, ?)",
+                         (token.hash, token.token_id, token.uses, json.dumps(token.to_record())))
+
+    def put_initial_access_token(self, token: InitialAccessToken) -> None:
+        with self._db.transaction() as conn:
+            conn.execute("DELETE FROM initial_access_tokens WHERE token_id = ? OR hash = ?", (token.token_id, token.hash))
+            conn.execute("INSERT INTO initial_access_tokens (hash, token_id, uses, record) VALUES (?, ?, ?, ?)",
+                         (token.hash, token.token_id, token.uses, json.dumps(token.to_record())))
+
+    @staticmethod
+    def _token(row: tuple[int, str]) -> InitialAccessToken:
+        return InitialAccessToken.from_record({**json.loads(row[1]), "uses": row[0]})
+
+    def get_initial_access_token(self, token_hash: str) -> InitialAccessToken | None:
+        row = self._db.execute("SELECT uses, record FROM initial_access_tokens WHERE hash = ?", (token_hash,)).fetchone()
+        return self._token(row) if row else None
+
+    def list_initial_access_tokens(self) -> list[InitialAccessToken]:
+        rows = self._db.execute("SELECT uses, record FROM initial_access_tokens ORDER BY token_id").fetchall()
+        return [self._token(row) for row in rows]
+
+    def register_client(self, client: Client, token_hash: str, now: int) -> None:
+        with self._db.transaction() as conn:
+            row = conn.execute("SELECT uses, record FROM initial_access_tokens WHERE hash = ?", (token_hash,)).fetchone()
+            if row is None or not self._token(row).usable_at(now):
+                raise InitialAccessTokenSpentError("the initial access token is no longer usable")
+            conn.execute("UPDATE initial_access_tokens SET uses = uses + 1 WHERE hash = ?", (token_hash,))
+            conn.execute("INSERT INTO clients (client_id, version, record) VALUES (?, ?, ?)",
+                         (client.client_id, client.version, json.dumps(client.to_record())))
+
+    # -- resources ------------------------------------------------------------------------------
     def get_resource(self, key: str) -> Resource | None:
         row = self._db.execute("SELECT record FROM resources WHERE key = ?", (key,)).fetchone()
         return Resource.from_record(json.loads(row[0])) if row else None
