@@ -1,6 +1,9 @@
-"""Administrative operations on clients and resources, shared by the CLI (and later registration)."""
+"""Administrative operations on clients, resources and initial access tokens, used by the CLI."""
 
 from __future__ import annotations
+
+import re
+from dataclasses import replace
 
 from .oauth.credentials import generate_client_id, generate_client_secret, hash_secret
 from .oauth.errors import OAuthError
@@ -11,11 +14,17 @@ from .oauth.models import (
     SUPPORTED_AUTH_METHODS,
     Client,
     ClientSecret,
+    InitialAccessToken,
+    RegistrationPolicy,
     Resource,
 )
 from .oauth.resource import normalize_resource_identifier
 from .oauth.scope import validate_scope_tokens
-from .ports import ClientStore, ConflictError, ResourceStore
+from .ports import ClientStore, ConflictError, RegistrationStore, ResourceStore
+
+SERVE_TOKEN_ID = "iat_serve"
+_DURATION = re.compile(r"(\d+)([smhd]?)")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class AdminError(ValueError):
@@ -49,8 +58,26 @@ def create_resource(store: ResourceStore, identifier: str, scopes: list[str], *,
     return resource
 
 
+def parse_duration(value: str) -> int:
+    """``90``, ``45s``, ``15m``, ``1h``, ``30d`` → seconds."""
+    match = _DURATION.fullmatch(value.strip().lower())
+    if not match:
+        raise AdminError(f"{value!r} is not a duration like 30s, 15m, 1h or 30d")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _resource_keys(resources: list[str] | None) -> tuple[str, ...] | None:
+    if resources is None:
+        return None
+    try:
+        return tuple(normalize_resource_identifier(r) for r in resources)
+    except OAuthError as exc:
+        raise AdminError(exc.description) from None
+
+
 def create_client(store: ClientStore, *, scopes: list[str], now: int, auth_method: str = SECRET_AUTH_METHODS[0],
-                  name: str | None = None, introspect: bool = False) -> tuple[Client, str | None]:
+                  name: str | None = None, introspect: bool = False,
+                  resources: list[str] | None = None) -> tuple[Client, str | None]:
     """A new client and, for secret methods, its secret: returned once, stored only as a hash."""
     if auth_method not in SUPPORTED_AUTH_METHODS:
         raise AdminError(f"auth method must be one of {', '.join(SUPPORTED_AUTH_METHODS)}")
@@ -58,7 +85,7 @@ def create_client(store: ClientStore, *, scopes: list[str], now: int, auth_metho
     client = Client(
         client_id=generate_client_id(), auth_method=auth_method, scopes=_scopes(scopes), created_at=now,
         secrets=(ClientSecret(hash_secret(secret), created_at=now),) if secret else (),
-        name=name, introspect=introspect)
+        name=name, introspect=introspect, resources=_resource_keys(resources))
     store.create_client(client)
     return client, secret
 
@@ -81,3 +108,76 @@ def set_client_disabled(store: ClientStore, client_id: str, disabled: bool) -> C
     except ConflictError:
         raise AdminError(f"client {client_id!r} changed concurrently; try again") from None
     return updated
+
+
+def _update(store: ClientStore, updated: Client) -> Client:
+    try:
+        store.update_client(updated)
+    except ConflictError:
+        raise AdminError(f"client {updated.client_id!r} changed concurrently; try again") from None
+    return updated
+
+
+def rotate_client_secret(store: ClientStore, client_id: str, *, grace: int, now: int) -> tuple[Client, str]:
+    """A new secret; the newest current one keeps working for ``grace`` seconds (0: stops now).
+
+    A client holds at most two secrets, so a fleet can roll to the new one without downtime.
+    """
+    client = get_client(store, client_id)
+    if client.auth_method not in SECRET_AUTH_METHODS:
+        raise AdminError(f"client {client_id!r} authenticates with {client.auth_method}, not a secret")
+    secret = generate_client_secret()
+    lifetime = client.policy.max_secret_lifetime if client.policy else None
+    secrets = [ClientSecret(hash_secret(secret), created_at=now, expires_at=now + lifetime if lifetime else None)]
+    current = [s for s in client.secrets if s.is_valid_at(now)]
+    if current and grace > 0:
+        newest = max(current, key=lambda s: s.created_at)
+        until = now + grace if newest.expires_at is None else min(newest.expires_at, now + grace)
+        secrets.insert(0, replace(newest, expires_at=until))
+    return _update(store, client.with_changes(secrets=tuple(secrets))), secret
+
+
+def delete_client(store: ClientStore, client_id: str, *, now: int) -> None:
+    from .oauth.registration import delete_client as decommission
+
+    client = get_client(store, client_id)
+    try:
+        decommission(store, client, now)
+    except ConflictError:
+        raise AdminError(f"client {client_id!r} changed concurrently; try again") from None
+
+
+def unused_clients(store: ClientStore, *, unused_for: int, now: int) -> list[Client]:
+    """Clients with no token in ``unused_for`` seconds (never used: counted from creation)."""
+    return [c for c in store.list_clients() if (c.last_used_at or c.created_at) <= now - unused_for]
+
+
+def create_initial_access_token(store: RegistrationStore, *, now: int, scopes: list[str] | None = None,
+                                resources: list[str] | None = None, auth_methods: list[str] | None = None,
+                                max_secret_lifetime: int | None = None, expires_in: int | None = None,
+                                max_uses: int | None = None,
+                                description: str | None = None) -> tuple[InitialAccessToken, str]:
+    from .oauth.registration import new_initial_access_token
+
+    if auth_methods and not set(auth_methods) <= set(SUPPORTED_AUTH_METHODS):
+        raise AdminError(f"auth methods must be among {', '.join(SUPPORTED_AUTH_METHODS)}")
+    if max_uses is not None and max_uses < 1:
+        raise AdminError("max uses must be at least 1")
+    policy = RegistrationPolicy(scopes=_scopes(scopes) if scopes else None, resources=_resource_keys(resources),
+                                auth_methods=tuple(auth_methods) if auth_methods else None,
+                                max_secret_lifetime=max_secret_lifetime)
+    token, value = new_initial_access_token(now=now, policy=policy, expires_in=expires_in, max_uses=max_uses,
+                                            description=description)
+    store.create_initial_access_token(token)
+    return token, value
+
+
+def install_serve_token(store: RegistrationStore, value: str | None, *, now: int) -> str:
+    """The unrestricted initial access token of ``tokenmint serve``: ``value`` (from the environment)
+    or a new one; it replaces the previous one, so an old printed value stops working."""
+    from .oauth.registration import new_initial_access_token
+
+    token, value = new_initial_access_token(now=now, policy=RegistrationPolicy(), value=value,
+                                            token_id=SERVE_TOKEN_ID, description="tokenmint serve")
+    store.put_initial_access_token(token)
+    return value

@@ -59,7 +59,10 @@ def _client_view(client: Client) -> dict[str, Any]:
         "client_id_issued_at": client.created_at,
         "disabled": client.disabled,
         "introspect": client.introspect,
+        "resources": list(client.resources) if client.resources is not None else None,
         "secrets": [{"created_at": s.created_at, "expires_at": s.expires_at} for s in client.secrets],
+        "last_used_at": client.last_used_at,
+        **client.metadata,
     }
 
 
@@ -91,6 +94,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     runtime.install(backend)
     print(f"tokenmint {settings.signing_alg} authorization server on {issuer} (data: {args.data_dir})")
     print(f"  metadata: {issuer}/.well-known/oauth-authorization-server")
+    fixed = os.environ.get("TOKENMINT_INITIAL_ACCESS_TOKEN")
+    initial_token = admin.install_serve_token(backend.registrations, fixed, now=_now())
+    shown = "from TOKENMINT_INITIAL_ACCESS_TOKEN" if fixed else initial_token
+    print(f"  registration: POST {issuer}/register with Authorization: Bearer {shown}")
     if not backend.clients.list_clients() and not backend.resources.list_resources():
         _seed_demo(backend, issuer)
     else:
@@ -139,7 +146,8 @@ def cmd_resource_list(args: argparse.Namespace) -> int:
 
 def cmd_client_create(args: argparse.Namespace) -> int:
     client, secret = admin.create_client(_stores(args), scopes=args.scope.split(), now=_now(),
-                                         auth_method=args.auth_method, name=args.name, introspect=args.introspect)
+                                         auth_method=args.auth_method, name=args.name, introspect=args.introspect,
+                                         resources=args.resource)
     view = _client_view(client)
     if secret is not None:
         view["client_secret"] = secret
@@ -155,12 +163,68 @@ def cmd_client_create(args: argparse.Namespace) -> int:
 
 
 def cmd_client_list(args: argparse.Namespace) -> int:
-    clients = _stores(args).list_clients()
+    store = _stores(args)
+    if args.unused_for:
+        clients = admin.unused_clients(store, unused_for=admin.parse_duration(args.unused_for), now=_now())
+    else:
+        clients = store.list_clients()
     if args.json:
         _print_json([_client_view(c) for c in clients])
     else:
-        _table([[c.client_id, c.name or "", c.auth_method, " ".join(c.scopes), "disabled" if c.disabled else "active"]
-                for c in clients], ["CLIENT_ID", "NAME", "AUTH_METHOD", "SCOPES", "STATE"])
+        _table([[c.client_id, c.name or "", c.auth_method, " ".join(c.scopes), "disabled" if c.disabled else "active",
+                 _when(c.last_used_at)] for c in clients],
+               ["CLIENT_ID", "NAME", "AUTH_METHOD", "SCOPES", "STATE", "LAST_USED"])
+    return 0
+
+
+def _when(epoch: int | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(epoch)) if epoch else "never"
+
+
+def cmd_client_rotate_secret(args: argparse.Namespace) -> int:
+    grace = admin.parse_duration(args.grace)
+    client, secret = admin.rotate_client_secret(_stores(args), args.client_id, grace=grace, now=_now())
+    if args.json:
+        _print_json({**_client_view(client), "client_secret": secret})
+    else:
+        print(f"client_secret: {secret}\n(shown only now; the previous secret works for {args.grace} more)")
+    return 0
+
+
+def cmd_client_delete(args: argparse.Namespace) -> int:
+    admin.delete_client(_stores(args), args.client_id, now=_now())
+    print(f"client {args.client_id} is deleted; tokens issued to it until now are invalid")
+    return 0
+
+
+def _iat_view(token: Any) -> dict[str, Any]:
+    return {"token_id": token.token_id, "description": token.description, "created_at": token.created_at,
+            "expires_at": token.expires_at, "max_uses": token.max_uses, "uses": token.uses,
+            "policy": token.policy.to_record()}
+
+
+def cmd_iat_create(args: argparse.Namespace) -> int:
+    duration = admin.parse_duration
+    token, value = admin.create_initial_access_token(
+        _stores(args), now=_now(), scopes=args.scope.split() if args.scope else None, resources=args.resource,
+        auth_methods=args.auth_method, max_uses=args.max_uses, description=args.description,
+        max_secret_lifetime=duration(args.max_secret_lifetime) if args.max_secret_lifetime else None,
+        expires_in=duration(args.expires_in) if args.expires_in else None)
+    if args.json:
+        _print_json({**_iat_view(token), "initial_access_token": value})
+    else:
+        print(f"initial access token: {value}\n(shown only now; register with "
+              "POST /register and Authorization: Bearer <token>)")
+    return 0
+
+
+def cmd_iat_list(args: argparse.Namespace) -> int:
+    tokens = _stores(args).list_initial_access_tokens()
+    if args.json:
+        _print_json([_iat_view(t) for t in tokens])
+    else:
+        _table([[t.token_id, f"{t.uses}/{t.max_uses or '∞'}", _when(t.expires_at) if t.expires_at else "never",
+                 t.description or ""] for t in tokens], ["TOKEN_ID", "USES", "EXPIRES", "DESCRIPTION"])
     return 0
 
 
@@ -269,20 +333,48 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--auth-method", default="client_secret_basic", choices=SUPPORTED_AUTH_METHODS)
     create.add_argument("--name")
     create.add_argument("--introspect", action="store_true", help="allow calling the introspection endpoint")
+    create.add_argument("--resource", action="append", metavar="URI",
+                        help="limit the client to this resource (repeatable; default: every resource)")
     create.add_argument("--json", action="store_true", help="print one JSON object")
     create.set_defaults(func=cmd_client_create)
     listing = client_commands.add_parser("list", help="list clients")
+    listing.add_argument("--unused-for", metavar="DURATION", help="only clients without a token for this long, e.g. 30d")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=cmd_client_list)
-    subs = [create, listing]
+    rotate = client_commands.add_parser("rotate-secret", help="issue a new secret; the old one works for --grace")
+    rotate.add_argument("client_id")
+    rotate.add_argument("--grace", default="1h", help="how long the previous secret keeps working (default 1h; 0: not)")
+    rotate.add_argument("--json", action="store_true")
+    rotate.set_defaults(func=cmd_client_rotate_secret)
+    subs = [create, listing, rotate]
     for name, func, text in (("show", cmd_client_show, "show a client (never its secret)"),
                              ("disable", cmd_client_disable, "stop issuing tokens to a client"),
-                             ("enable", cmd_client_enable, "issue tokens to a disabled client again")):
+                             ("enable", cmd_client_enable, "issue tokens to a disabled client again"),
+                             ("delete", cmd_client_delete, "remove a client; its outstanding tokens become invalid")):
         sub = client_commands.add_parser(name, help=text)
         sub.add_argument("client_id")
         sub.set_defaults(func=func)
         subs.append(sub)
     for sub in subs:
+        _add_backend_options(sub)
+
+    iat = commands.add_parser("iat", help="initial access tokens: who may register clients (RFC 7591)")
+    iat_commands = iat.add_subparsers(dest="action", required=True)
+    create = iat_commands.add_parser("create", help="mint an initial access token; shown once")
+    create.add_argument("--scope", help='scopes registrations may request (default: any)')
+    create.add_argument("--resource", action="append", metavar="URI", help="resources its clients are limited to")
+    create.add_argument("--auth-method", action="append", choices=SUPPORTED_AUTH_METHODS,
+                        help="allowed token_endpoint_auth_method (repeatable; default: any)")
+    create.add_argument("--max-secret-lifetime", metavar="DURATION", help="client secrets expire after, e.g. 90d")
+    create.add_argument("--expires-in", metavar="DURATION", help="the token itself expires after, e.g. 7d")
+    create.add_argument("--max-uses", type=int, help="how many clients it may register")
+    create.add_argument("--description")
+    create.add_argument("--json", action="store_true")
+    create.set_defaults(func=cmd_iat_create)
+    listing = iat_commands.add_parser("list", help="list initial access tokens (never their values)")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_iat_list)
+    for sub in (create, listing):
         _add_backend_options(sub)
 
     token = commands.add_parser("token", help="fetch an access token from a running server")

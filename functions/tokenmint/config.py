@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from .oauth.jwk import SIGNING_ALGORITHMS
@@ -40,6 +42,8 @@ class Settings:
     signing_key_id: str | None = None
     region: str | None = None
     resource_cache_seconds: float = 30.0
+    # Issuer → JWK Set of the parties whose software statements (RFC 7591 §2.3) are trusted.
+    software_statement_issuers: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -66,4 +70,16 @@ class Settings:
             signing_key_id=env.get("TOKENMINT_SIGNING_KEY_ID") or None,
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
             resource_cache_seconds=cache_seconds,
+            software_statement_issuers=_statement_issuers(env.get("TOKENMINT_SOFTWARE_STATEMENT_ISSUERS") or "{}"),
         )
+
+
+def _statement_issuers(value: str) -> dict[str, Any]:
+    try:
+        issuers = json.loads(value)
+    except ValueError:
+        issuers = None
+    if not isinstance(issuers, dict) or not all(
+            isinstance(jwks, dict) and isinstance(jwks.get("keys"), list) for jwks in issuers.values()):
+        raise ConfigError('TOKENMINT_SOFTWARE_STATEMENT_ISSUERS must be a JSON object {"<issuer>": <JWK Set>}')
+    return issuers

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .oauth.metadata import JWKS_PATH, METADATA_PATHS, TOKEN_PATH
+from .oauth.metadata import JWKS_PATH, METADATA_PATHS, REGISTRATION_PATH, TOKEN_PATH
 
 
 class Route(NamedTuple):
-    path: str
+    path: str  # API Gateway syntax: {name} is a path parameter
     function: str  # the logical id in template.yaml
     handler: str  # module whose lambda_handler serves it
 
@@ -20,4 +20,6 @@ ROUTES: tuple[Route, ...] = (
     Route(TOKEN_PATH, "TokenFunction", "tokenmint.handlers.token"),
     *(Route(path, "DiscoveryFunction", "tokenmint.handlers.discovery") for path in METADATA_PATHS),
     Route(JWKS_PATH, "DiscoveryFunction", "tokenmint.handlers.discovery"),
+    Route(REGISTRATION_PATH, "RegistrationFunction", "tokenmint.handlers.registration"),
+    Route(REGISTRATION_PATH + "/{client_id}", "RegistrationFunction", "tokenmint.handlers.registration"),
 )

@@ -6,19 +6,28 @@ from __future__ import annotations
 import base64
 import importlib
 import json
+import re
+import threading
 import time
 import uuid
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from .oauth.form import MAX_FORM_BYTES
 from .observability import logger
-from .routes import ROUTES
+from .routes import ROUTES, Route
 
-MAX_BODY_BYTES = MAX_FORM_BYTES * 2  # the handlers enforce their own, smaller limits
-REQUEST_TIMEOUT = 10  # seconds a client may take to send its request
+
+def route_pattern(path: str) -> re.Pattern[str]:
+    """``/register/{client_id}`` → a regex with a named group per path parameter (one segment each)."""
+    return re.compile(re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(path)))
+
+MAX_BODY_BYTES = 64 * 1024  # the handlers enforce their own, smaller limits with precise errors
+REQUEST_TIMEOUT = 5  # seconds any single read of a request may take
+MAX_CONNECTIONS = 64  # concurrent connections served; more wait up to ACCEPT_WAIT, then are closed
+ACCEPT_WAIT = 2.0
 
 
 def lambda_context(function_name: str) -> SimpleNamespace:
@@ -28,16 +37,18 @@ def lambda_context(function_name: str) -> SimpleNamespace:
 
 
 def build_event(method: str, target: str, headers: dict[str, str], body: bytes, *, domain: str,
-                source_ip: str) -> dict[str, Any]:
-    """The payload 2.0 event API Gateway sends for this request (route ``ANY <path>``)."""
+                source_ip: str, route: str | None = None, path_parameters: dict[str, str] | None = None
+                ) -> dict[str, Any]:
+    """The payload 2.0 event API Gateway sends for this request (route ``ANY <route>``)."""
     parts = urlsplit(target)
+    route_key = f"ANY {route or parts.path}"
     now = time.time()
     query: dict[str, str] = {}
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
         query[name] = f"{query[name]},{value}" if name in query else value
     event: dict[str, Any] = {
         "version": "2.0",
-        "routeKey": f"ANY {parts.path}",
+        "routeKey": route_key,
         "rawPath": parts.path,
         "rawQueryString": parts.query,
         "headers": headers,
@@ -46,13 +57,15 @@ def build_event(method: str, target: str, headers: dict[str, str], body: bytes, 
             "domainPrefix": domain.split(".")[0],
             "http": {"method": method, "path": parts.path, "protocol": "HTTP/1.1", "sourceIp": source_ip,
                      "userAgent": headers.get("user-agent", "")},
-            "requestId": str(uuid.uuid4()), "routeKey": f"ANY {parts.path}", "stage": "$default",
+            "requestId": str(uuid.uuid4()), "routeKey": route_key, "stage": "$default",
             "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)), "timeEpoch": int(now * 1000),
         },
         "isBase64Encoded": bool(body),
     }
     if query:
         event["queryStringParameters"] = query
+    if path_parameters:
+        event["pathParameters"] = path_parameters
     if body:
         event["body"] = base64.b64encode(body).decode("ascii")
     return event
@@ -63,7 +76,8 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
     protocol_version = "HTTP/1.1"
     timeout = REQUEST_TIMEOUT
-    routes: dict[str, tuple[str, str]] = {}
+    disable_nagle_algorithm = True  # headers and body go out in separate writes
+    routes: tuple[tuple[re.Pattern[str], Route], ...] = ()
     domain = "127.0.0.1"
 
     def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
@@ -78,31 +92,39 @@ class _Handler(BaseHTTPRequestHandler):
     def _error(self, status: int, description: str, error: str = "invalid_request") -> None:
         body = json.dumps({"error": error, "error_description": description}).encode()
         self.close_connection = True
-        self._send(status, {"Content-Type": "application/json", "Cache-Control": "no-store"}, body)
+        self._send(status, {"Content-Type": "application/json", "Cache-Control": "no-store", "Connection": "close"},
+                   body)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """What the stdlib answers itself (bad request line, huge headers, unknown method): JSON too."""
+        self._error(code, message or HTTPStatus(code).phrase)
 
     def _dispatch(self) -> None:
         path = urlsplit(self.path).path
-        route = self.routes.get(path)
-        if route is None:
+        for pattern, route in self.routes:
+            match = pattern.fullmatch(path)
+            if match:
+                break
+        else:
             return self._error(404, "no such endpoint")
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+        # One framing only (RFC 9112 §6.3): anything else could make a body be read as a request.
+        if self.headers.get_all("Transfer-Encoding"):
             return self._error(411, "send the body with a Content-Length")
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
+        lengths = self.headers.get_all("Content-Length") or ["0"]
+        if len(lengths) > 1 or not lengths[0].strip().isdigit():
             return self._error(400, "invalid Content-Length")
-        if length < 0 or length > MAX_BODY_BYTES:
+        length = int(lengths[0])
+        if length > MAX_BODY_BYTES:
             return self._error(413, f"the request body exceeds {MAX_BODY_BYTES} bytes")
         body = self.rfile.read(length) if length else b""
         headers: dict[str, str] = {}
         for name, value in self.headers.items():
             name = name.lower()
             headers[name] = f"{headers[name]},{value}" if name in headers else value
-        function, handler = self.routes[path]
         event = build_event(self.command, self.path, headers, body, domain=self.domain,
-                            source_ip=self.client_address[0])
+                            source_ip=self.client_address[0], route=route.path, path_parameters=match.groupdict())
         try:
-            result = importlib.import_module(handler).lambda_handler(event, lambda_context(function))
+            result = importlib.import_module(route.handler).lambda_handler(event, lambda_context(route.function))
         except Exception:  # the resolver answers every error itself; this is a last resort
             logger.exception("handler failed outside the resolver")
             return self._error(500, "internal error", error="server_error")
@@ -119,11 +141,36 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-def make_server(host: str, port: int) -> ThreadingHTTPServer:
+class EmbeddedServer(ThreadingHTTPServer):
+    """A thread per connection, at most MAX_CONNECTIONS at once, and a listen queue for bursts."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(timeout=ACCEPT_WAIT):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+def make_server(host: str, port: int) -> EmbeddedServer:
     """An HTTP server bound to ``host:port`` (0: any free port) serving every route of the template."""
-    handler = type("Handler", (_Handler,), {
-        "routes": {route.path: (route.function, route.handler) for route in ROUTES}})
-    server = ThreadingHTTPServer((host, port), handler)
+    handler = type("Handler", (_Handler,), {"routes": tuple((route_pattern(r.path), r) for r in ROUTES)})
+    server = EmbeddedServer((host, port), handler)
     handler.domain = f"{host}:{server.server_address[1]}"
-    server.daemon_threads = True
     return server

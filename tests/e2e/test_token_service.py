@@ -153,3 +153,70 @@ def test_given_another_signing_algorithm_when_serving_then_tokens_verify_with_it
         assert verify(server, response.json()["access_token"], alg)["scope"] == "demo:read"
     finally:
         stop(process)
+
+
+def raw_bytes(server, payload: bytes) -> bytes:
+    """Send ``payload`` as is and read what comes back until the server closes (bounded)."""
+    import socket
+
+    parts = urlsplit(server.issuer)
+    with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:
+        sock.sendall(payload)
+        chunks = []
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize("framing", [
+    b"Transfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n",
+    b"Content-Length: 5\r\nContent-Length: 30\r\n",
+    b"Content-Length: -1\r\n",
+    b"Content-Length: 0x10\r\n",
+])
+def test_given_ambiguous_framing_when_sent_then_one_json_error_and_the_connection_closes(server, framing):
+    body = b"5\r\ngrant_type=client_credentials\r\n0\r\n\r\n"
+    reply = raw_bytes(server, b"POST /token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                      + framing + b"\r\n" + body)
+    assert reply.count(b"HTTP/1.1 ") == 1  # nothing of the body was read as a second request
+    status = int(reply.split(b" ")[1])
+    assert status in (400, 411) and b'"error": "invalid_request"' in reply
+
+
+@pytest.mark.parametrize("payload, status", [
+    (b"FOO /token HTTP/1.1\r\nHost: x\r\n\r\n", 501),
+    (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    (b"GET /jwks.json HTTP/1.1\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(120)) + b"\r\n", 431),
+])
+def test_given_requests_the_http_layer_refuses_when_sent_then_json_errors_too(server, payload, status):
+    reply = raw_bytes(server, payload)
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert int(head.split(b" ")[1]) == status
+    assert json.loads(body)["error"] == "invalid_request"
+
+
+def test_given_head_on_discovery_when_sent_then_200_without_a_body(server):
+    response = requests.head(server.issuer + "/jwks.json", timeout=5)
+    assert response.status_code == 200 and response.content == b""
+
+
+def test_given_a_burst_of_concurrent_clients_when_fetching_tokens_then_every_request_succeeds(server, resource):
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = new_client(server)
+    auth = (client["client_id"], client["client_secret"])
+
+    def fetch(_: int) -> int:
+        with requests.Session() as session:
+            return session.post(server.metadata["token_endpoint"], auth=auth, timeout=10,
+                                data={"grant_type": "client_credentials", "resource": resource}).status_code
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        statuses = list(pool.map(fetch, range(200)))
+    assert statuses == [200] * 200

@@ -16,12 +16,18 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat,
 from tokenmint import runtime
 from tokenmint.adapters.aws.clients import aws_client
 from tokenmint.oauth.credentials import hash_secret
-from tokenmint.oauth.models import Client, ClientSecret, Resource
+from tokenmint.oauth.models import Client, ClientSecret, RegistrationPolicy, Resource
+from tokenmint.oauth.registration import new_initial_access_token
 from tokenmint.server import lambda_context
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 API = "https://api.example.com/mcp"
 DOMAIN_ISSUER = "https://abc123.execute-api.us-east-1.amazonaws.com"
+# The bearer tokens of the registration events (RFC 7591 initial, RFC 7592 registration access token).
+INITIAL_ACCESS_TOKEN = "tmiat_example00000000000000000000000000000000000000"
+REGISTRATION_ACCESS_TOKEN = "tmrat_example0000000000000000000000000000000000000"
+REGISTERED_CLIENT = "tmc_registered"
+POLICY = RegistrationPolicy(scopes=("tools:read", "tools:write"))
 
 EXPECTED = {
     "token_basic.json": (200, None),
@@ -41,19 +47,46 @@ EXPECTED = {
     "discovery_metadata.json": (200, None),
     "discovery_openid_configuration.json": (200, None),
     "discovery_jwks.json": (200, None),
+    "registration_create.json": (201, None),
+    "registration_missing_token.json": (401, "invalid_token"),
+    "registration_wrong_token.json": (401, "invalid_token"),
+    "registration_malformed_json.json": (400, "invalid_client_metadata"),
+    "registration_wrong_content_type.json": (400, "invalid_client_metadata"),
+    "registration_redirect_uris.json": (400, "invalid_client_metadata"),
+    "registration_scope_outside_policy.json": (400, "invalid_client_metadata"),
+    "registration_wrong_method.json": (405, "invalid_request"),
+    "registration_read.json": (200, None),
+    "registration_read_wrong_token.json": (401, "invalid_token"),
+    "registration_update.json": (200, None),
+    "registration_update_server_fields.json": (400, "invalid_client_metadata"),
+    "registration_delete.json": (204, None),
 }
 
 
-def seed(table: str) -> None:
+def store_of(table: str):
     from tokenmint.adapters.aws.dynamodb import DynamoDbStore
 
-    store = DynamoDbStore(boto3.client("dynamodb"), table)
+    return DynamoDbStore(boto3.client("dynamodb"), table)
+
+
+def seed(table: str) -> None:
+    store = store_of(table)
     store.create_resource(Resource(API, ("tools:read", "tools:write"), token_lifetime=300))
     for client_id, secret, method in (
             ("tmc_example", "tmsec_example0000000000000000000000000000000000", "client_secret_basic"),
             ("tmc_example_post", "tmsec_examplepost00000000000000000000000000000000", "client_secret_post")):
         store.create_client(Client(client_id, method, ("tools:read", "tools:write"), created_at=1_700_000_000,
                                    secrets=(ClientSecret(hash_secret(secret), 1_700_000_000),)))
+    # Registration: an initial access token for the registration_* events on /register, and a
+    # registered client (with its registration access token) for those on /register/{client_id}.
+    token, _ = new_initial_access_token(now=1_700_000_000, policy=POLICY, value=INITIAL_ACCESS_TOKEN,
+                                        token_id="iat_example")
+    store.create_initial_access_token(token)
+    store.create_client(Client(REGISTERED_CLIENT, "client_secret_basic", ("tools:read",), created_at=1_700_000_000,
+                               secrets=(ClientSecret(hash_secret("tmsec_registered00000000000000000000000000000000"),
+                                                     1_700_000_000),),
+                               name="billing agent", metadata={"contacts": ["ops@example.com"]},
+                               registration_access_token_hash=hash_secret(REGISTRATION_ACCESS_TOKEN), policy=POLICY))
 
 
 @pytest.fixture
@@ -73,12 +106,14 @@ def deployed(table, kms_key, monkeypatch):
 
 
 def invoke(name: str) -> dict:
-    from tokenmint.handlers import discovery, token
+    from tokenmint.handlers import discovery, registration, token
 
     event = json.loads((EVENTS / name).read_text())
-    module = token if name.startswith("token_") else discovery
+    modules = {"token": token, "discovery": discovery, "registration": registration}
+    module = modules[name.partition("_")[0]]
     response = module.lambda_handler(event, lambda_context(module.__name__))
-    response["json"] = json.loads(response["body"])
+    body = response.get("body") or ""  # 204: no body at all
+    response["json"] = json.loads(body) if body else None
     return response
 
 
@@ -99,9 +134,15 @@ def test_given_an_event_when_invoked_then_the_expected_answer(deployed, name):
     if error:
         assert response["json"]["error"] == error
         assert response["headers"]["Cache-Control"] == "no-store"
-        assert "tmsec_" not in response["body"]
+        assert not any(prefix in response["body"] for prefix in ("tmsec_", "tmiat_", "tmrat_"))
     if status == 401:
-        assert response["headers"]["WWW-Authenticate"].startswith("Basic")
+        # the token endpoint authenticates clients (Basic); registration takes bearer tokens (RFC 6750)
+        scheme = "Bearer" if name.startswith("registration_") else "Basic"
+        assert response["headers"]["WWW-Authenticate"].startswith(scheme)
+    if name.startswith("registration_"):
+        assert response["headers"]["Cache-Control"] == "no-store"
+    if status == 204:
+        assert response["json"] is None
 
 
 @pytest.mark.parametrize("alg", ["RS256", "ES256"])
@@ -134,11 +175,13 @@ def test_given_a_warm_function_when_tokens_are_issued_then_one_kms_sign_and_one_
     for service in ("kms", "dynamodb"):
         aws_client(service, "us-east-1").meta.events.register(
             "before-call", lambda model, **_: calls.update([model.name]))
-    assert invoke("token_basic.json")["statusCode"] == 200  # cold: also GetPublicKey and the registry Query
-    assert calls == Counter({"Sign": 1, "GetItem": 1, "GetPublicKey": 1, "Query": 1})
+    # cold: also GetPublicKey, the registry Query, and the client's first usage stamp (UpdateItem)
+    assert invoke("token_basic.json")["statusCode"] == 200
+    assert calls == Counter({"Sign": 1, "GetItem": 1, "GetPublicKey": 1, "Query": 1, "UpdateItem": 1})
     calls.clear()
     for _ in range(5):
         assert invoke("token_basic.json")["statusCode"] == 200
+    # the usage stamp is at most one write per client per 5 minutes
     assert calls == Counter({"Sign": 5, "GetItem": 5})
 
 
@@ -176,3 +219,107 @@ def test_given_kms_throttling_when_a_token_is_requested_then_503_retry_after(dep
     assert response["statusCode"] == 503
     assert response["headers"]["Retry-After"] == "1"
     assert response["json"]["error"] == "temporarily_unavailable"
+
+
+# -- registration (RFC 7591 / RFC 7592) ----------------------------------------------------------
+def test_given_an_initial_access_token_when_a_client_registers_then_it_gets_credentials_and_the_token_is_spent(
+        deployed, table):
+    deployed()
+    store = store_of(table)
+    token_hash = hash_secret(INITIAL_ACCESS_TOKEN)
+    assert store.get_initial_access_token(token_hash).uses == 0
+
+    response = invoke("registration_create.json")
+
+    assert response["statusCode"] == 201, response["body"]
+    body = response["json"]
+    client_id = body["client_id"]
+    assert client_id.startswith("tmc_") and client_id != REGISTERED_CLIENT
+    assert body["client_secret"].startswith("tmsec_")
+    assert body["registration_access_token"].startswith("tmrat_")
+    assert body["registration_client_uri"] == f"{DOMAIN_ISSUER}/register/{client_id}"
+    assert body["registration_client_uri"].endswith(f"/register/{client_id}")
+    assert body["scope"] == "tools:read" and body["client_name"] == "billing agent"
+    assert body["contacts"] == ["ops@example.com"]
+    assert store.get_initial_access_token(token_hash).uses == 1
+    stored = store.get_client(client_id)
+    assert stored.scopes == ("tools:read",) and stored.policy == POLICY
+    assert stored.registration_access_token_hash == hash_secret(body["registration_access_token"])
+    assert hash_secret(body["client_secret"]) in {secret.hash for secret in stored.secrets}
+
+
+def test_given_a_rejected_registration_when_invoked_then_the_initial_access_token_is_not_spent(deployed, table):
+    deployed()
+    for name in ("registration_redirect_uris.json", "registration_scope_outside_policy.json",
+                 "registration_malformed_json.json", "registration_wrong_token.json"):
+        assert invoke(name)["statusCode"] in (400, 401)
+    assert store_of(table).get_initial_access_token(hash_secret(INITIAL_ACCESS_TOKEN)).uses == 0
+
+
+def test_given_a_registration_access_token_when_the_client_is_deleted_then_it_is_gone_and_marked(deployed, table):
+    deployed()
+    store = store_of(table)
+    assert store.get_client(REGISTERED_CLIENT) is not None
+    assert store.deleted_client_not_before(REGISTERED_CLIENT) is None
+
+    response = invoke("registration_delete.json")
+
+    assert response["statusCode"] == 204 and response["json"] is None
+    assert store.get_client(REGISTERED_CLIENT) is None
+    not_before = store.deleted_client_not_before(REGISTERED_CLIENT)
+    assert not_before is not None and not_before > 1_700_000_000
+    # and its registration access token no longer opens anything
+    assert invoke("registration_read.json")["statusCode"] == 401
+
+
+def test_given_an_update_when_invoked_then_the_registration_access_token_rotates(deployed, table):
+    deployed()
+    response = invoke("registration_update.json")
+    assert response["statusCode"] == 200, response["body"]
+    body = response["json"]
+    assert body["client_id"] == REGISTERED_CLIENT and body["client_name"] == "renamed"
+    assert body["registration_access_token"] != REGISTRATION_ACCESS_TOKEN
+    stored = store_of(table).get_client(REGISTERED_CLIENT)
+    assert stored.name == "renamed" and stored.version == 2
+    assert stored.registration_access_token_hash == hash_secret(body["registration_access_token"])
+    # the old registration access token is spent
+    assert invoke("registration_read.json")["statusCode"] == 401
+
+
+def test_given_a_read_when_invoked_then_client_information_without_secrets(deployed):
+    deployed()
+    response = invoke("registration_read.json")
+    assert response["statusCode"] == 200
+    body = response["json"]
+    assert body["client_id"] == REGISTERED_CLIENT
+    assert body["registration_client_uri"] == f"{DOMAIN_ISSUER}/register/{REGISTERED_CLIENT}"
+    assert "client_secret" not in body and "registration_access_token" not in body
+    assert "tmsec_" not in response["body"] and "tmrat_" not in response["body"]
+
+
+def test_given_registration_requests_when_invoked_then_only_the_calls_its_role_allows(deployed, table):
+    # The RegistrationFunction's role (template.yaml) allows GetItem, PutItem, UpdateItem and
+    # DeleteItem on the table; IAM authorises TransactWriteItems item by item (Update, Put, Delete;
+    # no ConditionCheck, so no ConditionCheckItem). Never Query, never KMS.
+    deployed()
+    calls: Counter = Counter()
+    transact_items: Counter = Counter()
+
+    def record_transaction(params, **_):
+        transact_items.update(kind for item in params["TransactItems"] for kind in item)
+    for service in ("kms", "dynamodb"):
+        aws_client(service, "us-east-1").meta.events.register(
+            "before-call", lambda model, **_: calls.update([model.name]))
+    aws_client("dynamodb", "us-east-1").meta.events.register(
+        "before-parameter-build.dynamodb.TransactWriteItems", record_transaction)
+
+    assert invoke("registration_create.json")["statusCode"] == 201  # GetItem + Transact(Update, Put)
+    assert invoke("registration_read.json")["statusCode"] == 200  # GetItem
+    assert invoke("registration_update.json")["statusCode"] == 200  # GetItem + PutItem; rotates the token
+    store = store_of(table)  # (a client of its own: not recorded) give the event's token back
+    client = store.get_client(REGISTERED_CLIENT)
+    store.update_client(client.with_changes(registration_access_token_hash=hash_secret(REGISTRATION_ACCESS_TOKEN)))
+    assert invoke("registration_delete.json")["statusCode"] == 204  # GetItem + Transact(Delete, Put)
+
+    assert calls == Counter({"GetItem": 4, "TransactWriteItems": 2, "PutItem": 1})
+    assert transact_items == Counter({"Update": 1, "Put": 2, "Delete": 1})

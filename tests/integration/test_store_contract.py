@@ -12,6 +12,15 @@ from tokenmint.oauth.models import Client, ClientSecret, InitialAccessToken, Reg
 from tokenmint.ports import ConflictError, InitialAccessTokenSpentError
 
 
+@pytest.fixture
+def racing_store(tmp_path):
+    """Stores for thread races. Only SQLite: its locking is real here, while moto's in-memory
+    DynamoDB is not thread-safe, and real DynamoDB serialises conditional writes to an item as a
+    service guarantee. DynamoDB's conditions themselves are covered by the sequential conflict
+    tests (stale version, spent token), which run on both backends."""
+    return SqliteStore(SqliteDatabase(tmp_path / "tokenmint.db"))
+
+
 @pytest.fixture(params=["sqlite", "dynamodb"])
 def store(request, tmp_path):
     if request.param == "sqlite":
@@ -57,7 +66,8 @@ def test_given_a_missing_client_when_updated_then_conflict(store):
         store.update_client(a_client().with_changes(name="x"))
 
 
-def test_given_concurrent_updates_when_racing_then_exactly_one_wins(store):
+def test_given_concurrent_updates_when_racing_then_exactly_one_wins(racing_store):
+    store = racing_store
     store.create_client(a_client())
     base = store.get_client("tmc_1")
     outcomes = []
@@ -145,7 +155,8 @@ def test_given_a_client_id_collision_when_registering_then_conflict_and_no_use_s
     assert store.get_initial_access_token("sha256:iat").uses == 0
 
 
-def test_given_parallel_registrations_with_a_two_use_token_then_exactly_two_succeed(store):
+def test_given_parallel_registrations_with_a_two_use_token_then_exactly_two_succeed(racing_store):
+    store = racing_store
     store.create_initial_access_token(a_token(max_uses=2))
     outcomes = []
 

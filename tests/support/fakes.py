@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tokenmint.adapters.embedded.local_keys import LocalSigningKey, generate_private_key
 from tokenmint.oauth.credentials import hash_secret
 from tokenmint.oauth.jwk import public_jwk
-from tokenmint.oauth.models import Client, ClientSecret, Resource
-from tokenmint.ports import ConflictError
+from tokenmint.oauth.models import Client, ClientSecret, InitialAccessToken, Resource
+from tokenmint.ports import ConflictError, InitialAccessTokenSpentError
 
 NOW = 1_800_000_000
 
@@ -16,6 +18,9 @@ class InMemoryStore:
         self.clients: dict[str, Client] = {}
         self.resources: dict[str, Resource] = {}
         self.reads = 0
+        self.uses: list[tuple[str, int]] = []
+        self.tokens: dict[str, InitialAccessToken] = {}
+        self.deleted: dict[str, int] = {}
 
     def get_client(self, client_id: str) -> Client | None:
         self.reads += 1
@@ -34,6 +39,40 @@ class InMemoryStore:
 
     def list_clients(self) -> list[Client]:
         return list(self.clients.values())
+
+    def delete_client(self, client_id: str, *, version: int, not_before: int, mark_expires_at: int) -> None:
+        client = self.clients.get(client_id)
+        if client is None or client.version != version:
+            raise ConflictError(client_id)
+        del self.clients[client_id]
+        self.deleted[client_id] = not_before
+
+    def deleted_client_not_before(self, client_id: str) -> int | None:
+        return self.deleted.get(client_id)
+
+    def create_initial_access_token(self, token: InitialAccessToken) -> None:
+        self.tokens[token.hash] = token
+
+    put_initial_access_token = create_initial_access_token
+
+    def get_initial_access_token(self, token_hash: str) -> InitialAccessToken | None:
+        return self.tokens.get(token_hash)
+
+    def list_initial_access_tokens(self) -> list[InitialAccessToken]:
+        return list(self.tokens.values())
+
+    def register_client(self, client: Client, token_hash: str, now: int) -> None:
+        token = self.tokens.get(token_hash)
+        if token is None or not token.usable_at(now):
+            raise InitialAccessTokenSpentError(token_hash)
+        self.create_client(client)
+        self.tokens[token_hash] = replace(token, uses=token.uses + 1)
+
+    def record_client_use(self, client_id: str, now: int, resolution: int) -> None:
+        self.uses.append((client_id, now))
+        client = self.clients.get(client_id)
+        if client is not None:
+            self.clients[client_id] = replace(client, last_used_at=now)
 
     def get_resource(self, key: str) -> Resource | None:
         self.reads += 1

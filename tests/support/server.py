@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,29 +37,32 @@ class Server:
         return requests.get(self.issuer + "/.well-known/oauth-authorization-server", timeout=5).json()
 
 
-def start_server(data_dir: Path, *extra: str) -> tuple[subprocess.Popen, Server]:
-    """Start ``tokenmint serve --port 0`` and wait (bounded) until it has printed its issuer and answers."""
+def start_server(data_dir: Path, *extra: str, env: dict | None = None) -> tuple[subprocess.Popen, Server]:
+    """Start ``tokenmint serve --port 0`` and wait (bounded) until it has printed its issuer and answers.
+
+    A thread drains its output into ``Server.output`` for the whole run: an undrained pipe would
+    fill up with audit lines and block the server.
+    """
     process = subprocess.Popen([*TOKENMINT, "serve", "--port", "0", "--data-dir", str(data_dir), *extra],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-    lines: list[str] = []
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                               env={**os.environ, **(env or {})})
+    server = Server("", data_dir)
+    threading.Thread(target=lambda: server.output.extend(iter(process.stdout.readline, "")), daemon=True).start()
     deadline = time.monotonic() + START_TIMEOUT
-    issuer = None
-    assert process.stdout is not None
-    while time.monotonic() < deadline and issuer is None:
-        line = process.stdout.readline()
-        if not line:
+    while time.monotonic() < deadline and not server.issuer:
+        match = re.search(r"authorization server on (http://\S+)", "".join(server.output))
+        if match:
+            server.issuer = match.group(1)
+        elif process.poll() is not None:
             break
-        lines.append(line)
-        match = re.search(r"authorization server on (http://\S+)", line)
-        issuer = match.group(1) if match else None
-    if issuer is None:
+        else:
+            time.sleep(0.02)
+    if not server.issuer:
         process.kill()
-        raise AssertionError("tokenmint serve did not start:\n" + "".join(lines))
-    # Read the banner up to the blank line after the curl, or until the server answers.
-    server = Server(issuer, data_dir, lines)
+        raise AssertionError("tokenmint serve did not start:\n" + "".join(server.output))
     while time.monotonic() < deadline:
         try:
-            if requests.get(issuer + "/jwks.json", timeout=1).ok:
+            if requests.get(server.issuer + "/jwks.json", timeout=1).ok:
                 break
         except requests.ConnectionError:
             time.sleep(0.05)
@@ -66,14 +70,10 @@ def start_server(data_dir: Path, *extra: str) -> tuple[subprocess.Popen, Server]
 
 
 def read_banner(process: subprocess.Popen, server: Server, until: str, timeout: float = 5.0) -> str:
-    """The server's output up to and including the first line containing ``until``."""
+    """The server's output once a line contains ``until`` (or after ``timeout``)."""
     deadline = time.monotonic() + timeout
-    assert process.stdout is not None
-    while time.monotonic() < deadline and not any(until in line for line in server.output):
-        line = process.stdout.readline()
-        if not line:
-            break
-        server.output.append(line)
+    while time.monotonic() < deadline and not any(until in line for line in list(server.output)):
+        time.sleep(0.02)
     return "".join(server.output)
 
 
@@ -84,7 +84,6 @@ def stop(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=10)
-    if process.stdout:
-        process.stdout.close()
+
 
 

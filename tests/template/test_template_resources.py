@@ -3,6 +3,7 @@ parameters, environment and outputs agree with the code that uses them."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -18,7 +19,7 @@ from tokenmint.adapters.aws import dynamodb
 from tokenmint.adapters.aws.kms import KMS_ALGORITHMS
 from tokenmint.config import Settings, validate_issuer
 from tokenmint.oauth.jwk import SIGNING_ALGORITHMS
-from tokenmint.oauth.metadata import JWKS_PATH, METADATA_PATHS, TOKEN_PATH
+from tokenmint.oauth.metadata import JWKS_PATH, METADATA_PATHS, REGISTRATION_PATH, TOKEN_PATH
 
 ALGORITHMS = {"RS256", "PS256", "ES256", "EdDSA"}
 
@@ -104,8 +105,9 @@ def test_signing_key_is_an_asymmetric_signing_key(template):
 
 
 # -- configuration the functions receive --------------------------------------------------------
-def deployed_environment(template: dict[str, Any], **parameters: str) -> dict[str, str]:
-    """Globals.Function's environment as a deployed stack would resolve it."""
+def deployed_environment(template: dict[str, Any], function: str | None = None, **parameters: str) -> dict[str, str]:
+    """Globals.Function's environment as a deployed stack would resolve it; with ``function``, that
+    function's environment (Globals merged with its own variables, as SAM merges them)."""
     values = {name: str(p.get("Default", "")) for name, p in template["Parameters"].items()}
     values.update(parameters)
     values["Table"] = "tokenmint-Table-1A2B3C"
@@ -118,7 +120,10 @@ def deployed_environment(template: dict[str, Any], **parameters: str) -> dict[st
             return key_arn
         return values[value["Ref"]]
 
-    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    variables = dict(template["Globals"]["Function"]["Environment"]["Variables"])
+    if function is not None:
+        properties = template["Resources"][function]["Properties"]
+        variables.update(properties.get("Environment", {}).get("Variables", {}))
     return {name: resolve(value) for name, value in variables.items()}
 
 
@@ -143,6 +148,54 @@ def test_functions_get_every_setting_the_aws_backend_needs(template):
 @pytest.mark.parametrize("alg", sorted(ALGORITHMS))
 def test_every_allowed_signing_algorithm_is_a_valid_setting(template, alg):
     assert Settings.from_env(deployed_environment(template, SigningAlgorithm=alg)).signing_alg == alg
+
+
+def function_names(template: dict[str, Any]) -> list[str]:
+    return sorted(name for name, resource in template["Resources"].items()
+                  if resource["Type"] == "AWS::Serverless::Function")
+
+
+def test_only_the_registration_function_gets_the_software_statement_issuers(template):
+    # Given each function's own environment (on top of Globals)
+    own = {name: set(template["Resources"][name]["Properties"].get("Environment", {}).get("Variables", {}))
+           for name in function_names(template)}
+
+    # Then the trusted issuers reach the registration function, and no other (nor Globals)
+    assert own == {"DiscoveryFunction": set(), "RegistrationFunction": {"TOKENMINT_SOFTWARE_STATEMENT_ISSUERS"},
+                   "TokenFunction": set()}
+    assert "TOKENMINT_SOFTWARE_STATEMENT_ISSUERS" not in template["Globals"]["Function"]["Environment"]["Variables"]
+    variables = template["Resources"]["RegistrationFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["TOKENMINT_SOFTWARE_STATEMENT_ISSUERS"] == {"Ref": "SoftwareStatementIssuers"}
+
+
+def test_software_statement_issuers_parameter_defaults_to_trusting_no_one(template):
+    parameter = template["Parameters"]["SoftwareStatementIssuers"]
+    assert parameter["Type"] == "String"
+    assert parameter["Default"] == "{}"
+    assert "JWK Set" in parameter["Description"]
+    settings = Settings.from_env(deployed_environment(template, "RegistrationFunction"))
+    assert settings.software_statement_issuers == {}
+    assert settings.backend == "aws" and settings.table_name == "tokenmint-Table-1A2B3C"
+
+
+def test_registration_function_reads_trusted_issuers_from_the_parameter(template):
+    # RFC 8037 §A.2's Ed25519 public key
+    key = {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
+    issuers = json.dumps({"https://statements.example.com": {"keys": [key]}})
+    settings = Settings.from_env(
+        deployed_environment(template, "RegistrationFunction", SoftwareStatementIssuers=issuers))
+    assert list(settings.software_statement_issuers) == ["https://statements.example.com"]
+
+
+@pytest.mark.parametrize("function", ["TokenFunction", "DiscoveryFunction", "RegistrationFunction"])
+def test_every_function_has_a_retained_log_group_with_the_retention_parameter(template, function):
+    groups = {name: resource for name, resource in template["Resources"].items()
+              if resource["Type"] == "AWS::Logs::LogGroup"}
+    assert set(groups) == {f"{name}LogGroup" for name in function_names(template)}
+    group = groups[f"{function}LogGroup"]
+    assert group["DeletionPolicy"] == group["UpdateReplacePolicy"] == "Retain"
+    assert group["Properties"] == {"LogGroupName": {"Fn::Sub": f"/aws/lambda/${{{function}}}"},
+                                   "RetentionInDays": {"Ref": "LogRetentionInDays"}}
 
 
 def issuer_pattern(template: dict[str, Any]) -> re.Pattern[str]:
@@ -172,11 +225,13 @@ def test_issuer_parameter_defaults_to_the_api_domain(template):
 # -- outputs ------------------------------------------------------------------------------------
 def test_outputs_name_the_endpoints_the_metadata_publishes(template):
     outputs = template["Outputs"]
-    assert {"Issuer", "TokenEndpoint", "JwksUri", "MetadataUrl", "TableName", "SigningKeyArn"} <= set(outputs)
+    assert {"Issuer", "TokenEndpoint", "JwksUri", "MetadataUrl", "RegistrationEndpoint", "TableName",
+            "SigningKeyArn"} <= set(outputs)
     issuer = outputs["Issuer"]["Value"]
     assert issuer == {"Fn::If": ["HasIssuerUrl", {"Ref": "IssuerUrl"},
                                  {"Fn::Sub": "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"}]}
-    for output, path in (("TokenEndpoint", TOKEN_PATH), ("JwksUri", JWKS_PATH), ("MetadataUrl", METADATA_PATHS[0])):
+    for output, path in (("TokenEndpoint", TOKEN_PATH), ("JwksUri", JWKS_PATH), ("MetadataUrl", METADATA_PATHS[0]),
+                         ("RegistrationEndpoint", REGISTRATION_PATH)):
         assert outputs[output]["Value"] == {"Fn::Sub": ["${Issuer}" + path, {"Issuer": issuer}]}
     assert outputs["TableName"]["Value"] == {"Ref": "Table"}
     assert outputs["SigningKeyArn"]["Value"] == {"Fn::GetAtt": ["SigningKey", "Arn"]}

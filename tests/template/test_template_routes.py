@@ -22,7 +22,13 @@ REQUIRED_EVENTS = {
     "token_repeated_parameter", "token_invalid_scope", "token_invalid_target_fragment",
     "token_unknown_resource", "token_wrong_method", "token_bad_basic_header",
     "discovery_metadata", "discovery_openid_configuration", "discovery_jwks",
+    "registration_create", "registration_missing_token", "registration_wrong_token",
+    "registration_malformed_json", "registration_wrong_content_type", "registration_redirect_uris",
+    "registration_scope_outside_policy", "registration_wrong_method", "registration_read",
+    "registration_read_wrong_token", "registration_update", "registration_update_server_fields",
+    "registration_delete",
 }
+PATH_PARAMETER = re.compile(r"\{([A-Za-z0-9_]+)\}")
 
 
 def template_route_keys() -> set[str]:
@@ -79,10 +85,16 @@ def test_event_is_an_http_api_payload_2_event_for_a_template_route(path):
     # on a route the template defines, consistently in every place the event names it
     assert event["routeKey"] in template_route_keys()
     assert context["routeKey"] == event["routeKey"]
-    assert event["rawPath"] == http["path"] == event["routeKey"].split(" ", 1)[1]
+    route_path = event["routeKey"].split(" ", 1)[1]
+    # with a value for each {parameter} of the route (API Gateway omits pathParameters when it has none)
+    parameters = event.get("pathParameters", {})
+    assert set(parameters) == set(PATH_PARAMETER.findall(route_path))
+    assert all(isinstance(value, str) and value and "/" not in value for value in parameters.values())
+    concrete_path = PATH_PARAMETER.sub(lambda match: parameters[match.group(1)], route_path)
+    assert event["rawPath"] == http["path"] == concrete_path
     assert isinstance(event["rawQueryString"], str)
     # named after the endpoint module that serves it
-    (handler,) = {route.handler for route in ROUTES if route.path == event["rawPath"]}
+    (handler,) = {route.handler for route in ROUTES if route.path == route_path}
     assert name["endpoint"] == handler.rpartition(".")[2]
     # with headers as API Gateway passes them: lower-case names, string values
     headers = event["headers"]
@@ -111,3 +123,31 @@ def test_form_bodies_are_base64_as_api_gateway_sends_them():
     assert base64.b64decode(credentials).decode() == (
         "tmc_example:tmsec_example0000000000000000000000000000000000")
 
+
+
+def test_json_bodies_are_plain_text_as_api_gateway_sends_them():
+    # API Gateway passes a JSON body as it is (isBase64Encoded false); every registration event
+    # that sends JSON sends a JSON object, except the one about malformed JSON.
+    for path in EVENTS_DIR.glob("registration_*.json"):
+        event = json.loads(path.read_text(encoding="utf-8"))
+        if "body" not in event:
+            continue
+        assert event["isBase64Encoded"] is False, path.name
+        if path.stem == "registration_malformed_json":
+            with pytest.raises(ValueError):
+                json.loads(event["body"])
+        else:
+            assert isinstance(json.loads(event["body"]), dict), path.name
+
+
+def test_registration_events_present_bearer_tokens():
+    # The initial access token on /register, the registration access token on /register/{client_id}
+    for path in EVENTS_DIR.glob("registration_*.json"):
+        event = json.loads(path.read_text(encoding="utf-8"))
+        authorization = event["headers"].get("authorization")
+        if path.stem == "registration_missing_token":
+            assert authorization is None
+            continue
+        scheme, _, token = authorization.partition(" ")
+        prefix = "tmrat_" if event["routeKey"].endswith("{client_id}") else "tmiat_"
+        assert scheme == "Bearer" and token.startswith(prefix), path.name

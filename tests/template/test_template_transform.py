@@ -13,18 +13,30 @@ from support.template import load_template, resources_of_type
 BASIC_EXECUTION_ROLE = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
 
 # (action, resource) pairs each function's role must allow, and nothing else.
-# TokenFunction: GetItem (the client), Query (the resource registry), Sign (the token) and
-# GetPublicKey (the kid). DiscoveryFunction: Query (scopes_supported), GetPublicKey (the JWKS).
+# TokenFunction: GetItem (the client), Query (the resource registry), UpdateItem (the client's
+# usage stamp), Sign (the token) and GetPublicKey (the kid). DiscoveryFunction: Query
+# (scopes_supported), GetPublicKey (the JWKS). RegistrationFunction: GetItem (the initial access
+# token, the client), PutItem (an update), and the items of its TransactWriteItems calls, which IAM
+# authorises one by one: UpdateItem + PutItem (register: spend the token, create the client),
+# DeleteItem + PutItem (delete: the client, its deletion mark). It uses no ConditionCheck item, so
+# no dynamodb:ConditionCheckItem; it never lists (no Query) and never signs (no KMS).
 EXPECTED_GRANTS = {
     "TokenFunction": {
         ("dynamodb:GetItem", "Table.Arn"),
         ("dynamodb:Query", "Table.Arn"),
+        ("dynamodb:UpdateItem", "Table.Arn"),
         ("kms:Sign", "SigningKey.Arn"),
         ("kms:GetPublicKey", "SigningKey.Arn"),
     },
     "DiscoveryFunction": {
         ("dynamodb:Query", "Table.Arn"),
         ("kms:GetPublicKey", "SigningKey.Arn"),
+    },
+    "RegistrationFunction": {
+        ("dynamodb:GetItem", "Table.Arn"),
+        ("dynamodb:PutItem", "Table.Arn"),
+        ("dynamodb:UpdateItem", "Table.Arn"),
+        ("dynamodb:DeleteItem", "Table.Arn"),
     },
 }
 
@@ -81,12 +93,13 @@ def role_grants(transformed: dict[str, Any], function: str) -> set[tuple[str, st
 
 
 def test_transform_produces_the_deployed_resources(transformed):
-    # Given the translated template, then it holds the API, its $default stage, both functions
-    # with their roles, and the dependency layer
+    # Given the translated template, then it holds the API, its $default stage, the three
+    # functions with a role each, and the dependency layer
     types = {name: resource["Type"] for name, resource in transformed["Resources"].items()}
     assert types["HttpApi"] == "AWS::ApiGatewayV2::Api"
-    assert types["TokenFunction"] == types["DiscoveryFunction"] == "AWS::Lambda::Function"
-    assert list(types.values()).count("AWS::IAM::Role") == 2
+    assert (types["TokenFunction"] == types["DiscoveryFunction"] == types["RegistrationFunction"]
+            == "AWS::Lambda::Function")
+    assert list(types.values()).count("AWS::IAM::Role") == 3
     assert list(types.values()).count("AWS::Lambda::LayerVersion") == 1
     stages = resources_of_type(transformed, "AWS::ApiGatewayV2::Stage")
     assert [stage["Properties"]["StageName"] for stage in stages.values()] == ["$default"]
@@ -125,3 +138,16 @@ def test_functions_run_python313_on_arm64_with_the_layer(transformed, function):
     assert properties["Architectures"] == ["arm64"]
     assert properties["Layers"] == [{"Ref": layer}]
 
+
+
+def test_only_the_registration_function_deploys_with_the_trusted_statement_issuers(transformed):
+    # Given each deployed function's environment (SAM merges Globals with the function's own)
+    env = {name: transformed["Resources"][name]["Properties"]["Environment"]["Variables"]
+           for name in EXPECTED_GRANTS}
+
+    # Then every function has the shared settings, and only registration the trusted issuers
+    for variables in env.values():
+        assert {"TOKENMINT_BACKEND", "TOKENMINT_TABLE", "TOKENMINT_SIGNING_KEY_ID"} <= set(variables)
+    assert env["RegistrationFunction"]["TOKENMINT_SOFTWARE_STATEMENT_ISSUERS"] == {"Ref": "SoftwareStatementIssuers"}
+    assert [name for name, variables in env.items() if "TOKENMINT_SOFTWARE_STATEMENT_ISSUERS" in variables] == [
+        "RegistrationFunction"]

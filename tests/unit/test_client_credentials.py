@@ -189,3 +189,53 @@ def test_given_a_token_request_when_issued_then_one_client_read_and_one_signatur
     token_request(store, keys, f"grant_type=client_credentials&resource={quote(API)}", basic("svc", SECRET))
     assert keys.signatures == 1
     assert store.reads == 2  # client + resource; the AWS backend serves resources from its cache
+
+
+def test_given_a_client_limited_to_resources_when_requesting_another_then_invalid_target(store, keys):
+    store.add_resource("https://other.example.com/", "tools:read")
+    store.clients["svc"] = store.clients["svc"].with_changes(resources=("https://api.example.com/mcp",))
+    with pytest.raises(InvalidTargetError, match="may not"):
+        token_request(store, keys, "grant_type=client_credentials&resource=https://other.example.com/",
+                      basic("svc", SECRET))
+    body = token_request(store, keys, "grant_type=client_credentials", basic("svc", SECRET)).body()  # unambiguous now
+    assert decode(body["access_token"], keys)["aud"] == API
+
+
+def test_given_tokens_in_quick_succession_when_issued_then_usage_recorded_once_per_resolution(store, keys):
+    now = [NOW]
+    for offset in (0, 10, 299):
+        now[0] = NOW + offset
+        token_request(store, keys, "grant_type=client_credentials", basic("svc", SECRET), clock=lambda: now[0])
+    assert store.uses == [("svc", NOW)]
+    now[0] = NOW + 300
+    token_request(store, keys, "grant_type=client_credentials", basic("svc", SECRET), clock=lambda: now[0])
+    assert store.uses == [("svc", NOW), ("svc", NOW + 300)]
+
+
+def test_given_the_usage_write_is_throttled_when_issuing_then_the_token_is_still_returned(store, keys, monkeypatch):
+    from tokenmint.ports import UnavailableError
+
+    def throttled(*args):
+        raise UnavailableError("DynamoDB update_item is unavailable")
+    monkeypatch.setattr(store, "record_client_use", throttled)
+    assert token_request(store, keys, "grant_type=client_credentials", basic("svc", SECRET)).body()["access_token"]
+
+
+def test_given_a_failed_request_when_rejected_then_no_usage_recorded(store, keys):
+    with pytest.raises(InvalidScopeError):
+        token_request(store, keys, "grant_type=client_credentials&scope=tools:admin", basic("svc", SECRET))
+    assert store.uses == []
+
+
+@pytest.mark.parametrize("secrets", ["all expired", "none"])
+def test_given_a_client_without_a_valid_secret_when_any_secret_is_sent_then_invalid_client(store, keys, secrets):
+    from tokenmint.oauth.credentials import CLIENT_SECRET_PREFIX
+
+    client = store.clients["svc"]
+    remaining = () if secrets == "none" else tuple(
+        ClientSecret(s.hash, s.created_at, expires_at=NOW) for s in client.secrets)
+    store.clients["svc"] = client.with_changes(secrets=remaining)
+    for guess in (SECRET, CLIENT_SECRET_PREFIX + "unknown-client", ""):
+        with pytest.raises(InvalidClientError):
+            token_request(store, keys, "grant_type=client_credentials", basic("svc", guess or "x"))
+    assert keys.signatures == 0

@@ -29,7 +29,7 @@ def store():
 
 @pytest.fixture(autouse=True)
 def backend(store):
-    backend = runtime.Backend(Settings(issuer=ISSUER), store, store, InMemoryKeyStore(), clock=lambda: NOW)
+    backend = runtime.Backend(Settings(issuer=ISSUER), store, store, InMemoryKeyStore(), store, clock=lambda: NOW)
     runtime.install(backend)
     yield backend
     runtime.install(None)
@@ -154,7 +154,7 @@ def test_given_the_jwks_when_fetched_then_public_keys_only_and_cacheable(backend
 
 def test_given_post_on_discovery_when_called_then_405():
     response = call(discovery, "POST", "/jwks.json", b"", {})
-    assert response["statusCode"] == 405 and response["headers"]["Allow"] == "GET"
+    assert response["statusCode"] == 405 and response["headers"]["Allow"] == "GET, HEAD"
 
 
 @pytest.mark.parametrize("drop", [("headers",), ("body",), ("requestContext", "http", "userAgent"),

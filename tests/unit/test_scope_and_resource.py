@@ -36,9 +36,16 @@ def test_given_no_requested_scope_when_granted_then_everything_granted_that_the_
     ("https://api.example.com:8443/a%2fb?x=1", "https://api.example.com:8443/a%2Fb?x=1"),
     ("urn:example:api", "urn:example:api"),
     ("https://[::1]:8443/", "https://[::1]:8443/"),
+    ("https://[v1.abc]/", "https://[v1.abc]/"),
+    ("foo://a.example", "foo://a.example"),
 ])
 def test_given_equivalent_identifiers_when_normalised_then_equal(given, normal):
     assert normalize_resource_identifier(given) == normal
+
+
+def test_given_distinct_identifiers_when_normalised_then_they_stay_distinct():
+    assert normalize_resource_identifier("https://[v1.abc]/") != normalize_resource_identifier("https://v1.abc/")
+    assert normalize_resource_identifier("foo://a.example") != normalize_resource_identifier("foo://a.example/")
 
 
 @pytest.mark.parametrize("bad", ["", "/relative/path", "api.example.com", "https://api.example.com/#frag",

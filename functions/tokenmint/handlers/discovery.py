@@ -28,10 +28,10 @@ def handle_metadata() -> Response:
 
 
 for _path in METADATA_PATHS:
-    app.get(_path)(handle_metadata)
+    app.route(_path, method=["GET", "HEAD"])(handle_metadata)
 
 
-@app.get(JWKS_PATH)
+@app.route(JWKS_PATH, method=["GET", "HEAD"])
 def handle_jwks() -> Response:
     keys = runtime.backend().keys.public_jwks()
     return http.json_response(200, {"keys": keys}, CACHEABLE, content_type="application/jwk-set+json")

@@ -66,7 +66,10 @@ def create_resolver() -> APIGatewayHttpResolver:
 
 
 def allow_only(app: APIGatewayHttpResolver, path: str, allowed: Sequence[str]) -> None:
-    """Answer other methods on ``path`` with 405 and ``Allow`` (API Gateway routes them as ANY)."""
+    """Answer other methods on ``path`` with 405 and ``Allow`` (API Gateway routes them as ANY).
+    HEAD goes with GET (RFC 9110 §9.3.2): register the GET handler for both."""
+    if "GET" in allowed:
+        allowed = (*allowed, "HEAD")
     others = [m for m in ALL_METHODS if m not in allowed]
 
     @app.route(path, method=others)
@@ -74,20 +77,23 @@ def allow_only(app: APIGatewayHttpResolver, path: str, allowed: Sequence[str]) -
         raise MethodNotAllowedError(app.current_event.request_context.http.method, tuple(allowed))
 
 
-def form_body(app: APIGatewayHttpResolver) -> Form:
-    """The request's form parameters: base64-decoded when API Gateway flags it, parsed strictly."""
+def raw_body(app: APIGatewayHttpResolver, max_bytes: int) -> bytes:
+    """The request body as bytes, base64-decoded when API Gateway flags it; size-checked first."""
     event = app.current_event
     raw = event.get("body") or ""
-    if len(raw) > MAX_FORM_BYTES * 4 // 3 + 4:  # too large even before base64 decoding
-        raise PayloadTooLargeError(f"the request body exceeds {MAX_FORM_BYTES} bytes")
+    if len(raw) > max_bytes * 4 // 3 + 4:  # too large even before base64 decoding
+        raise PayloadTooLargeError(f"the request body exceeds {max_bytes} bytes")
     if event.get("isBase64Encoded"):
         try:
-            body = base64.b64decode(raw, validate=True)
+            return base64.b64decode(raw, validate=True)
         except binascii.Error:
             raise InvalidRequestError("the request body is not valid base64") from None
-    else:
-        body = raw.encode("utf-8", "surrogatepass")
-    return parse_form(body, event.headers.get("content-type"))
+    return raw.encode("utf-8", "surrogatepass")
+
+
+def form_body(app: APIGatewayHttpResolver) -> Form:
+    """The request's form parameters, parsed strictly (RFC 6749 §3.1)."""
+    return parse_form(raw_body(app, MAX_FORM_BYTES), app.current_event.headers.get("content-type"))
 
 
 def header(app: APIGatewayHttpResolver, name: str) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..ports import UnavailableError
 from .access_token import AccessToken, issue_access_token
 from .client_auth import authenticate_client, extract_credentials
 from .errors import InvalidRequestError, InvalidScopeError, InvalidTargetError, UnsupportedGrantTypeError
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
     from .models import Client, Resource
 
 GRANT_TYPE = "client_credentials"
+# last_used_at is written at most this often per client: one write per few minutes, not per token.
+USAGE_RESOLUTION = 300
 
 
 @dataclass(frozen=True)
@@ -72,4 +75,9 @@ class ClientCredentialsGrant:
         token = issue_access_token(issuer=issuer, client_id=client.client_id, audience=resource.identifier,
                                    scopes=scopes, lifetime=resource.token_lifetime, now=now,
                                    key=self._keys.signing_key())
+        if client.last_used_at is None or now - client.last_used_at >= USAGE_RESOLUTION:
+            try:
+                self._clients.record_client_use(client.client_id, now, USAGE_RESOLUTION)
+            except UnavailableError:
+                pass  # a usage stamp is not worth failing a signed token for; the next one retries
         return TokenResponse(client=client, resource=resource, token=token)

@@ -1,6 +1,6 @@
 """Client identifiers and secrets (RFC 6749 §2.2, §2.3.1; OAuth Security BCP §2.5).
 
-Secrets are generated here with 256 bits of entropy and a recognisable prefix, shown once, and
+Secrets (and the initial and registration access tokens of RFC 7591/7592) are generated here with 256 bits of entropy and a recognisable prefix, shown once, and
 stored only as a SHA-256 hash. A slow password hash (bcrypt, scrypt) would add tens of
 milliseconds to every token for no gain: it protects low-entropy human passwords, while a
 256-bit random secret cannot be brute-forced from its hash. Both use only RFC 3986 unreserved
@@ -16,6 +16,8 @@ import secrets
 
 CLIENT_ID_PREFIX = "tmc_"
 CLIENT_SECRET_PREFIX = "tmsec_"
+INITIAL_ACCESS_TOKEN_PREFIX = "tmiat_"
+REGISTRATION_ACCESS_TOKEN_PREFIX = "tmrat_"
 _HASH_SCHEME = "sha256:"
 MAX_CLIENT_ID_LENGTH = 128
 MAX_SECRET_LENGTH = 512
@@ -26,7 +28,12 @@ def generate_client_id() -> str:
 
 
 def generate_client_secret() -> str:
-    return CLIENT_SECRET_PREFIX + secrets.token_urlsafe(32)
+    return generate_token(CLIENT_SECRET_PREFIX)
+
+
+def generate_token(prefix: str) -> str:
+    """A 256-bit bearer credential (secret, initial or registration access token) with its prefix."""
+    return prefix + secrets.token_urlsafe(32)
 
 
 def hash_secret(secret: str) -> str:
@@ -40,9 +47,13 @@ _UNKNOWN_CLIENT_HASHES = (hash_secret(CLIENT_SECRET_PREFIX + "unknown-client"),)
 
 
 def verify_secret(presented: str, stored_hashes: tuple[str, ...] | None) -> bool:
-    """Constant-time check of ``presented`` against each stored hash (None: unknown client)."""
+    """Constant-time check of ``presented`` against each stored hash.
+
+    None or empty (an unknown client, or one whose secrets have all expired) never matches, but
+    costs the same as a comparison, against a dummy hash.
+    """
     presented_hash = hash_secret(presented).encode("ascii")
     matched = False
     for stored in stored_hashes or _UNKNOWN_CLIENT_HASHES:
         matched |= hmac.compare_digest(presented_hash, stored.encode("ascii"))
-    return matched and stored_hashes is not None
+    return matched and bool(stored_hashes)

@@ -109,15 +109,25 @@ class TemporarilyUnavailableError(OAuthError):
 
 
 class InvalidTokenError(OAuthError):
-    """RFC 6750 §3.1: a missing, unknown, expired or used-up bearer token (401, Bearer challenge)."""
+    """RFC 6750 §3.1: a missing, unknown, expired or used-up bearer token (401, Bearer challenge).
+
+    The challenge names the error only when a token was presented (§3.1: a request without
+    authentication gets no error code in the challenge).
+    """
 
     error = "invalid_token"
     status_code = 401
 
+    def __init__(self, description: str, *, token_presented: bool = True, client_id: str | None = None) -> None:
+        super().__init__(description, client_id=client_id)
+        self.token_presented = token_presented
+
     @property
     def headers(self) -> dict[str, str]:
-        return {"WWW-Authenticate": f'Bearer realm="tokenmint", error="invalid_token", '
-                                    f'error_description="{self.description}"'}
+        challenge = 'Bearer realm="tokenmint"'
+        if self.token_presented:
+            challenge += f', error="invalid_token", error_description="{self.description}"'
+        return {"WWW-Authenticate": challenge}
 
 
 class InvalidClientMetadataError(OAuthError):

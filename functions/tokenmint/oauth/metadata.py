@@ -11,6 +11,7 @@ from .models import SUPPORTED_AUTH_METHODS
 
 TOKEN_PATH = "/token"
 JWKS_PATH = "/jwks.json"
+REGISTRATION_PATH = "/register"
 METADATA_PATHS = ("/.well-known/oauth-authorization-server", "/.well-known/openid-configuration")
 
 
@@ -19,6 +20,8 @@ def authorization_server_metadata(issuer: str, scopes: Iterable[str]) -> dict[st
         "issuer": issuer,
         "token_endpoint": issuer + TOKEN_PATH,
         "jwks_uri": issuer + JWKS_PATH,
+        # RFC 7591 §3: registration needs an initial access token; it is never open.
+        "registration_endpoint": issuer + REGISTRATION_PATH,
         "grant_types_supported": [GRANT_TYPE],
         "token_endpoint_auth_methods_supported": list(SUPPORTED_AUTH_METHODS),
         # Algorithms accepted for client assertions (RFC 7523), never "none" (RFC 8414 §2).

@@ -46,10 +46,11 @@ def normalize_resource_identifier(value: str) -> str:
         host = (parts.hostname or "").lower()
         if not host:
             raise InvalidTargetError("resource must name a host")
-        if ":" in host:  # IPv6 literal
+        if "[" in parts.netloc:  # an IP literal (IPv6 or IPvFuture) keeps its brackets
             host = f"[{host}]"
         netloc = host if port is None or port == _DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
-        path = parts.path or "/"
+        # §6.2.3: an empty path equals "/" only where the scheme says so (http and https do)
+        path = parts.path or ("/" if scheme in _DEFAULT_PORTS else "")
     elif scheme in _DEFAULT_PORTS:
         raise InvalidTargetError(f"a {scheme} resource must name a host")
     else:
@@ -66,9 +67,11 @@ def select_resource(requested_key: str | None, client: Client, resources: Resour
         resource = resources.get_resource(requested_key)
         if resource is None:
             raise InvalidTargetError("unknown resource", client_id=client.client_id)
+        if not client.may_use(resource.key):
+            raise InvalidTargetError("this client may not obtain tokens for this resource", client_id=client.client_id)
         return resource
     granted = set(client.scopes)
-    candidates = [r for r in resources.list_resources() if granted.intersection(r.scopes)]
+    candidates = [r for r in resources.list_resources() if granted.intersection(r.scopes) and client.may_use(r.key)]
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:

@@ -32,8 +32,8 @@ def aws_client(service: str, region: str | None = None) -> Any:
 
 def is_unavailable(exc: Exception) -> bool:
     """Whether an AWS error means "try again later" rather than a bug or a misconfiguration."""
-    from botocore.exceptions import ClientError, ConnectionError, ReadTimeoutError
+    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, ReadTimeoutError
 
-    if isinstance(exc, (ConnectionError, ReadTimeoutError)):
+    if isinstance(exc, (ConnectionError, HTTPClientError, ReadTimeoutError)):
         return True
     return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in THROTTLING_CODES

@@ -201,7 +201,8 @@ class DynamoDbStore:
         return Resource.from_record(from_item(item)) if item else None
 
     def list_resources(self) -> list[Resource]:
-        items = self._query(KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": RESOURCE_PK}})
+        items = self._query(KeyConditionExpression="pk = :pk", ConsistentRead=True,
+                            ExpressionAttributeValues={":pk": {"S": RESOURCE_PK}})
         return [Resource.from_record(item) for item in items]
 
     def create_resource(self, resource: Resource) -> None:

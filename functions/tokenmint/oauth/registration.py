@@ -1,0 +1,392 @@
+"""Dynamic client registration (RFC 7591) and its management protocol (RFC 7592).
+
+Registration is never open: every request carries an initial access token (RFC 7591 §3) whose
+policy bounds what the client may obtain; the policy is kept on the client so that updates stay
+within it. Management requests carry the client's registration access token, which every update
+rotates. This server has no user-facing flows, so redirect URIs and other user-facing metadata
+are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .credentials import (
+    INITIAL_ACCESS_TOKEN_PREFIX,
+    REGISTRATION_ACCESS_TOKEN_PREFIX,
+    generate_client_id,
+    generate_client_secret,
+    generate_token,
+    hash_secret,
+    verify_secret,
+)
+from .errors import (
+    ConcurrentUpdateError,
+    InvalidClientMetadataError,
+    InvalidScopeError,
+    InvalidSoftwareStatementError,
+    InvalidTokenError,
+    PayloadTooLargeError,
+    UnapprovedSoftwareStatementError,
+)
+from .metadata import REGISTRATION_PATH
+from .models import (
+    CLIENT_SECRET_BASIC,
+    MAX_TOKEN_LIFETIME,
+    SECRET_AUTH_METHODS,
+    SUPPORTED_AUTH_METHODS,
+    Client,
+    ClientSecret,
+    InitialAccessToken,
+    RegistrationPolicy,
+)
+from ..ports import ConflictError, InitialAccessTokenSpentError
+from .scope import parse_scope
+
+if TYPE_CHECKING:
+    from ..ports import ClientStore, Clock, RegistrationStore
+
+JSON_MEDIA_TYPE = "application/json"
+MAX_METADATA_BYTES = 32 * 1024
+MAX_JWKS_KEYS = 10
+# Tokens issued in the second of a deletion are invalid too; marks outlive every token.
+CLOCK_SKEW = 60
+# User-facing metadata (RFC 7591 §2, OpenID Connect Registration): meaningless without a user.
+USER_FACING_METADATA = (
+    "redirect_uris", "logo_uri", "client_uri", "policy_uri", "tos_uri", "post_logout_redirect_uris",
+    "initiate_login_uri", "frontchannel_logout_uri", "backchannel_logout_uri", "request_uris",
+    "sector_identifier_uri", "default_max_age", "require_auth_time", "default_acr_values",
+)
+# RFC 7592 §2.2: these are the server's to set; an update must not send them.
+SERVER_SET_FIELDS = ("registration_access_token", "registration_client_uri", "client_secret_expires_at",
+                     "client_id_issued_at")
+_PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+# Claims of a software statement that describe the statement itself, not the client.
+_STATEMENT_ONLY_CLAIMS = frozenset({"iss", "sub", "aud", "iat", "nbf", "exp", "jti"})
+STATEMENT_ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
+
+Text = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class ClientMetadata(BaseModel):
+    """The RFC 7591 §2 metadata this server understands. Unknown members are ignored (§2)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+
+    token_endpoint_auth_method: str = CLIENT_SECRET_BASIC
+    grant_types: list[Literal["client_credentials"]] = Field(default=["client_credentials"], min_length=1)
+    scope: str | None = None
+    client_name: Text | None = None
+    contacts: list[Annotated[str, Field(min_length=3, max_length=254)]] | None = Field(None, max_length=10)
+    software_id: Text | None = None
+    software_version: Text | None = None
+    jwks: dict[str, Any] | None = None
+    jwks_uri: Annotated[str, Field(max_length=2048)] | None = None
+
+    @field_validator("token_endpoint_auth_method")
+    @classmethod
+    def _supported_method(cls, value: str) -> str:
+        if value not in SUPPORTED_AUTH_METHODS:
+            raise ValueError(f"must be one of {', '.join(SUPPORTED_AUTH_METHODS)}")
+        return value
+
+    @field_validator("scope")
+    @classmethod
+    def _scope_syntax(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_scope(value)
+            except InvalidScopeError as exc:
+                raise ValueError(exc.description) from None
+        return value
+
+    @field_validator("jwks")
+    @classmethod
+    def _public_jwk_set(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return value
+        keys = value.get("keys")
+        if not isinstance(keys, list) or not 1 <= len(keys) <= MAX_JWKS_KEYS:
+            raise ValueError(f"must be a JWK Set with 1 to {MAX_JWKS_KEYS} keys")
+        for key in keys:
+            if not isinstance(key, dict) or key.get("kty") not in ("RSA", "EC", "OKP"):
+                raise ValueError("each key must be an RSA, EC or OKP JWK")
+            if _PRIVATE_JWK_MEMBERS.intersection(key):
+                raise ValueError("must hold public keys only")
+        return value
+
+    @field_validator("jwks_uri")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme != "https" or not parts.hostname or parts.fragment:
+                raise ValueError("must be an https URL without a fragment")
+        return value
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> ClientMetadata:
+        if self.jwks is not None and self.jwks_uri is not None:
+            raise ValueError("jwks and jwks_uri must not both be present (RFC 7591 §2)")
+        return self
+
+
+def parse_metadata_document(body: bytes, content_type: str | None) -> dict[str, Any]:
+    """A JSON object body (RFC 7591 §3.1); duplicate members are refused, not silently merged."""
+    if (content_type or "").partition(";")[0].strip().lower() != JSON_MEDIA_TYPE:
+        raise InvalidClientMetadataError(f"Content-Type must be {JSON_MEDIA_TYPE}")
+    if len(body) > MAX_METADATA_BYTES:
+        raise PayloadTooLargeError(f"the request body exceeds {MAX_METADATA_BYTES} bytes")
+
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        document = dict(pairs)
+        if len(document) != len(pairs):
+            raise InvalidClientMetadataError("the JSON object repeats a member")
+        return document
+
+    try:
+        document = json.loads(body.decode("utf-8"), object_pairs_hook=no_duplicates)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise InvalidClientMetadataError("the body is not a valid UTF-8 JSON document") from None
+    if not isinstance(document, dict):
+        raise InvalidClientMetadataError("the body must be a JSON object")
+    return document
+
+
+def _validate(document: dict[str, Any]) -> ClientMetadata:
+    refused = [name for name in (*USER_FACING_METADATA, "response_types") if document.get(name) not in (None, [], "")]
+    if refused:
+        raise InvalidClientMetadataError(
+            f"{', '.join(refused)}: this server has no user-facing flows; only client_credentials clients register")
+    try:
+        return ClientMetadata.model_validate(document)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "metadata"
+        raise InvalidClientMetadataError(f"{where}: {error['msg']}") from None
+
+
+@dataclass(frozen=True)
+class SoftwareStatementVerifier:
+    """Checks software statements (RFC 7591 §2.3) against the JWKS of each trusted issuer."""
+
+    trusted_issuers: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def verify(self, statement: Any, now: int) -> dict[str, Any]:
+        import jwt
+
+        if not isinstance(statement, str) or len(statement) > MAX_METADATA_BYTES:
+            raise InvalidSoftwareStatementError("software_statement must be a signed JWT")
+        try:
+            header = jwt.get_unverified_header(statement)
+            issuer = jwt.decode(statement, options={"verify_signature": False}).get("iss")
+        except jwt.PyJWTError:
+            raise InvalidSoftwareStatementError("software_statement is not a well-formed JWT") from None
+        jwks = self.trusted_issuers.get(issuer) if isinstance(issuer, str) else None
+        if jwks is None:
+            raise UnapprovedSoftwareStatementError("the software statement's issuer is not trusted here")
+        if header.get("alg") not in STATEMENT_ALGORITHMS:
+            raise InvalidSoftwareStatementError(f"software statements must be signed with {', '.join(STATEMENT_ALGORITHMS)}")
+        try:
+            keys = [key for key in jwt.PyJWKSet.from_dict(jwks).keys
+                    if header.get("kid") in (None, key.key_id)]
+        except jwt.PyJWTError:
+            raise UnapprovedSoftwareStatementError("the trusted issuer's keys cannot be used") from None
+        for key in keys:
+            try:
+                return jwt.decode(statement, key.key, algorithms=[header["alg"]], issuer=issuer,
+                                  options={"verify_aud": False, "require": ["iss"]}, leeway=CLOCK_SKEW)
+            except jwt.InvalidSignatureError:
+                continue
+            except jwt.PyJWTError as exc:
+                raise InvalidSoftwareStatementError(f"software statement rejected: {exc}") from None
+        raise InvalidSoftwareStatementError("the software statement's signature does not verify")
+
+
+@dataclass(frozen=True)
+class RegistrationResponse:
+    status: int
+    body: dict[str, Any] | None
+    client: Client
+
+
+def bearer_token(authorization: str | None) -> str:
+    """RFC 6750 §2.1: ``Authorization: Bearer <token>``; anything else is invalid_token (401)."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise InvalidTokenError("a Bearer token is required", token_presented=False)
+    if len(token) > 512:
+        raise InvalidTokenError("the Bearer token is invalid")
+    return token.strip()
+
+
+class ClientRegistrationEndpoint:
+    """RFC 7591 §3 (POST) and RFC 7592 §2 (GET, PUT, DELETE on the client configuration URI)."""
+
+    def __init__(self, clients: ClientStore, registrations: RegistrationStore, clock: Clock,
+                 statements: SoftwareStatementVerifier | None = None) -> None:
+        self._clients = clients
+        self._registrations = registrations
+        self._clock = clock
+        self._statements = statements or SoftwareStatementVerifier()
+
+    # -- RFC 7591 ------------------------------------------------------------------------------
+    def register(self, body: bytes, content_type: str | None, authorization: str | None,
+                 issuer: str) -> RegistrationResponse:
+        now = int(self._clock())
+        initial_token = self._initial_access_token(authorization, now)  # before reading the body
+        metadata, extra = self._metadata(parse_metadata_document(body, content_type), now)
+        policy = initial_token.policy
+        client_id, secret = generate_client_id(), generate_client_secret()
+        registration_token = generate_token(REGISTRATION_ACCESS_TOKEN_PREFIX)
+        client = self._apply(metadata, extra, policy, Client(
+            client_id=client_id, auth_method=metadata.token_endpoint_auth_method, scopes=(), created_at=now,
+            secrets=(self._new_secret(secret, policy, now),), policy=policy,
+            registration_access_token_hash=hash_secret(registration_token)))
+        try:
+            self._registrations.register_client(client, initial_token.hash, now)
+        except InitialAccessTokenSpentError:
+            raise InvalidTokenError("the initial access token is expired or used up") from None
+        body = self.client_information(client, issuer)
+        body.update(client_secret=secret, registration_access_token=registration_token)
+        return RegistrationResponse(201, body, client)
+
+    # -- RFC 7592 ------------------------------------------------------------------------------
+    def read(self, client_id: str, authorization: str | None, issuer: str) -> RegistrationResponse:
+        client = self._registered_client(client_id, authorization)
+        return RegistrationResponse(200, self.client_information(client, issuer), client)
+
+    def update(self, client_id: str, body: bytes, content_type: str | None, authorization: str | None,
+               issuer: str) -> RegistrationResponse:
+        client = self._registered_client(client_id, authorization)  # before reading the body
+        document = parse_metadata_document(body, content_type)
+        sent = [name for name in SERVER_SET_FIELDS if name in document]
+        if sent:
+            raise InvalidClientMetadataError(f"{', '.join(sent)} must not be sent in an update (RFC 7592 §2.2)",
+                                             client_id=client_id)
+        if document.get("client_id") != client_id:
+            raise InvalidClientMetadataError("client_id must be present and equal to this client's",
+                                             client_id=client_id)
+        now = int(self._clock())
+        if "client_secret" in document:
+            valid = tuple(s.hash for s in client.secrets if s.is_valid_at(now))
+            if not isinstance(document["client_secret"], str) or not verify_secret(document["client_secret"], valid):
+                raise InvalidClientMetadataError("client_secret does not match the current secret",
+                                                 client_id=client_id)
+        metadata, extra = self._metadata(document, now)
+        registration_token = generate_token(REGISTRATION_ACCESS_TOKEN_PREFIX)
+        updated = self._apply(metadata, extra, client.policy or RegistrationPolicy(), client.with_changes(
+            auth_method=metadata.token_endpoint_auth_method,
+            registration_access_token_hash=hash_secret(registration_token)))
+        try:
+            self._clients.update_client(updated)
+        except ConflictError:
+            raise ConcurrentUpdateError("the registration was changed by another request; nothing was written",
+                                        client_id=client_id) from None
+        body = self.client_information(updated, issuer)
+        body["registration_access_token"] = registration_token
+        return RegistrationResponse(200, body, updated)
+
+    def delete(self, client_id: str, authorization: str | None) -> RegistrationResponse:
+        client = self._registered_client(client_id, authorization)
+        try:
+            delete_client(self._clients, client, int(self._clock()))
+        except ConflictError:
+            raise ConcurrentUpdateError("the registration was changed by another request; nothing was deleted",
+                                        client_id=client_id) from None
+        return RegistrationResponse(204, None, client)
+
+    # -- shared --------------------------------------------------------------------------------
+    def _initial_access_token(self, authorization: str | None, now: int) -> InitialAccessToken:
+        token = bearer_token(authorization)
+        stored = self._registrations.get_initial_access_token(hash_secret(token))
+        if stored is None or not stored.usable_at(now):
+            raise InvalidTokenError("the initial access token is unknown, expired or used up")
+        return stored
+
+    def _registered_client(self, client_id: str, authorization: str | None) -> Client:
+        """The client whose registration access token is presented (unknown ids cost the same)."""
+        token = bearer_token(authorization)
+        client = self._clients.get_client(client_id) if len(client_id) <= 128 else None
+        stored = client.registration_access_token_hash if client else None
+        if not verify_secret(token, (stored,) if stored else None) or client is None:
+            raise InvalidTokenError("the registration access token is invalid")
+        return client
+
+    def _metadata(self, document: dict[str, Any], now: int) -> tuple[ClientMetadata, dict[str, Any]]:
+        """Validated metadata; a software statement's claims win over the request's (RFC 7591 §2.3)."""
+        statement = document.get("software_statement")
+        extra: dict[str, Any] = {}
+        if statement is not None:
+            claims = self._statements.verify(statement, now)
+            document = {**document, **{k: v for k, v in claims.items() if k not in _STATEMENT_ONLY_CLAIMS}}
+            extra["software_statement"] = statement
+        return _validate(document), extra
+
+    @staticmethod
+    def _new_secret(secret: str, policy: RegistrationPolicy, now: int) -> ClientSecret:
+        lifetime = policy.max_secret_lifetime
+        return ClientSecret(hash_secret(secret), created_at=now, expires_at=now + lifetime if lifetime else None)
+
+    @staticmethod
+    def _apply(metadata: ClientMetadata, extra: dict[str, Any], policy: RegistrationPolicy, client: Client) -> Client:
+        """``client`` with ``metadata``, refusing whatever the policy does not allow."""
+        if policy.auth_methods is not None and metadata.token_endpoint_auth_method not in policy.auth_methods:
+            raise InvalidClientMetadataError(
+                f"token_endpoint_auth_method must be one of {', '.join(policy.auth_methods)} under this policy")
+        if metadata.scope is not None:
+            scopes = parse_scope(metadata.scope)
+        elif policy.scopes is not None:
+            scopes = policy.scopes
+        else:
+            raise InvalidClientMetadataError("scope is required: name the scopes this client needs")
+        outside = [s for s in scopes if policy.scopes is not None and s not in policy.scopes]
+        if outside:
+            raise InvalidClientMetadataError(f"scope {' '.join(outside)} is not allowed under this policy")
+        registered = {name: value for name, value in metadata.model_dump(
+            include={"contacts", "software_id", "software_version", "jwks", "jwks_uri"}).items() if value is not None}
+        return replace(client, scopes=scopes, name=metadata.client_name, resources=policy.resources,
+                       metadata={**registered, **extra})
+
+    @staticmethod
+    def client_information(client: Client, issuer: str) -> dict[str, Any]:
+        """RFC 7591 §3.2.1 / RFC 7592 §3 client information, without any secret."""
+        body: dict[str, Any] = {
+            "client_id": client.client_id,
+            "client_id_issued_at": client.created_at,
+            "token_endpoint_auth_method": client.auth_method,
+            "grant_types": ["client_credentials"],
+            "response_types": [],
+            "scope": " ".join(client.scopes),
+            "registration_client_uri": f"{issuer}{REGISTRATION_PATH}/{client.client_id}",
+            **client.metadata,
+        }
+        if client.name is not None:
+            body["client_name"] = client.name
+        if client.auth_method in SECRET_AUTH_METHODS:
+            body["client_secret_expires_at"] = client.secret_expires_at()
+        return body
+
+
+def delete_client(clients: ClientStore, client: Client, now: int) -> None:
+    """Remove ``client`` and mark every token it was issued up to now invalid, for as long as any
+    of them could still be unexpired. ConflictError if the client changed since it was read."""
+    clients.delete_client(client.client_id, version=client.version, not_before=now + 1,
+                          mark_expires_at=now + MAX_TOKEN_LIFETIME + CLOCK_SKEW)
+
+
+def new_initial_access_token(*, now: int, policy: RegistrationPolicy, expires_in: int | None = None,
+                             max_uses: int | None = None, description: str | None = None,
+                             value: str | None = None, token_id: str | None = None) -> tuple[InitialAccessToken, str]:
+    """A new initial access token record and its value (shown once; only the hash is stored)."""
+    value = value or generate_token(INITIAL_ACCESS_TOKEN_PREFIX)
+    token = InitialAccessToken(token_id=token_id or "iat_" + secrets.token_hex(6), hash=hash_secret(value),
+                               created_at=now, policy=policy, max_uses=max_uses, description=description,
+                               expires_at=now + expires_in if expires_in else None)
+    return token, value
