@@ -22,8 +22,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
-COLD_RUNS = int(os.environ.get("BENCH_COLD_RUNS", "15"))
-WARM_BATCHES, WARM_TOKENS = 7, 500
+COLD_RUNS = int(os.environ.get("BENCH_COLD_RUNS", "21"))
+WARM_BATCHES = int(os.environ.get("BENCH_WARM_BATCHES", "7"))
+WARM_TOKENS = int(os.environ.get("BENCH_WARM_TOKENS", "500"))
 ENV = {
     "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_REGION": "us-east-1", "TOKENMINT_BACKEND": "aws", "TOKENMINT_TABLE": "tokenmint-bench",
@@ -35,14 +36,17 @@ FUNCTION_INIT = "import tokenmint.handlers.{name}; from tokenmint import runtime
 TIMED = "import time; t = time.perf_counter(); {code}; print(time.perf_counter() - t)"
 
 
-def cold_seconds(code: str) -> float:
+def cold_seconds(codes: list[str]) -> list[float]:
+    """Median seconds of each snippet in a fresh interpreter. The snippets take turns, so that the
+    machine's drift (this one is small and shared) weighs on all of them alike."""
     env = {**os.environ, **ENV, "PYTHONDONTWRITEBYTECODE": "0"}
-    samples = []
+    samples: list[list[float]] = [[] for _ in codes]
     for _ in range(COLD_RUNS):
-        out = subprocess.run([sys.executable, "-c", TIMED.format(code=code)], env=env, check=True,
-                             capture_output=True, text=True).stdout
-        samples.append(float(out))
-    return statistics.median(samples)
+        for i, code in enumerate(codes):
+            out = subprocess.run([sys.executable, "-c", TIMED.format(code=code)], env=env, check=True,
+                                 capture_output=True, text=True).stdout
+            samples[i].append(float(out))
+    return [statistics.median(s) for s in samples]
 
 
 class StubDynamoDb:
@@ -59,6 +63,10 @@ class StubDynamoDb:
     def query(self, TableName, **_):
         self.calls["Query"] += 1
         return {"Items": self.resources}
+
+    def update_item(self, TableName, **_):
+        self.calls["UpdateItem"] += 1
+        return {}
 
 
 class StubKms:
@@ -188,11 +196,11 @@ def machine() -> str:
 
 
 def main() -> None:
-    baseline = cold_seconds(BASELINE)
+    functions = ("token", "discovery", "registration")
+    baseline, *measured = cold_seconds([BASELINE, *(FUNCTION_INIT.format(name=name) for name in functions)])
     rows = [("baseline: `import boto3` + 2 clients", baseline, 1.0)]
-    for name in ("token", "discovery"):
-        seconds = cold_seconds(FUNCTION_INIT.format(name=name))
-        rows.append((f"{name} function import + init", seconds, seconds / baseline))
+    rows += [(f"{name} function import + init", seconds, seconds / baseline)
+             for name, seconds in zip(functions, measured)]
     handler_us, grant_us = warm_cpu_microseconds()
     calls = aws_calls_per_token()
 
