@@ -76,8 +76,8 @@ def _resource_keys(resources: list[str] | None) -> tuple[str, ...] | None:
 
 
 def create_client(store: ClientStore, *, scopes: list[str], now: int, auth_method: str = SECRET_AUTH_METHODS[0],
-                  name: str | None = None, introspect: bool = False,
-                  resources: list[str] | None = None) -> tuple[Client, str | None]:
+                  name: str | None = None, introspect: bool = False, resources: list[str] | None = None,
+                  introspect_resources: list[str] | None = None) -> tuple[Client, str | None]:
     """A new client and, for secret methods, its secret: returned once, stored only as a hash."""
     if auth_method not in SUPPORTED_AUTH_METHODS:
         raise AdminError(f"auth method must be one of {', '.join(SUPPORTED_AUTH_METHODS)}")
@@ -85,7 +85,8 @@ def create_client(store: ClientStore, *, scopes: list[str], now: int, auth_metho
     client = Client(
         client_id=generate_client_id(), auth_method=auth_method, scopes=_scopes(scopes), created_at=now,
         secrets=(ClientSecret(hash_secret(secret), created_at=now),) if secret else (),
-        name=name, introspect=introspect, resources=_resource_keys(resources))
+        name=name, introspect=introspect or bool(introspect_resources), resources=_resource_keys(resources),
+        introspect_resources=_resource_keys(introspect_resources))
     store.create_client(client)
     return client, secret
 
@@ -97,17 +98,28 @@ def get_client(store: ClientStore, client_id: str) -> Client:
     return client
 
 
-def set_client_disabled(store: ClientStore, client_id: str, disabled: bool) -> Client:
-    """Disabling takes effect on the next token request: every request reads the client record."""
+def set_client_disabled(store: ClientStore, client_id: str, disabled: bool, *, now: int | None = None) -> Client:
+    """Disabling takes effect on the next token request (every request reads the client record)
+    and makes every token issued until now inactive, even after the client is enabled again."""
     client = get_client(store, client_id)
     if client.disabled == disabled:
         return client
-    updated = client.with_changes(disabled=disabled)
-    try:
-        store.update_client(updated)
-    except ConflictError:
-        raise AdminError(f"client {client_id!r} changed concurrently; try again") from None
-    return updated
+    changes: dict = {"disabled": disabled}
+    if disabled:
+        changes["tokens_not_before"] = _not_before(now)
+    return _update(store, client.with_changes(**changes))
+
+
+def revoke_client_tokens(store: ClientStore, client_id: str, *, now: int) -> Client:
+    """Every token the client was issued until now becomes inactive; later ones are unaffected."""
+    client = get_client(store, client_id)
+    return _update(store, client.with_changes(tokens_not_before=_not_before(now)))
+
+
+def _not_before(now: int | None) -> int:
+    import time
+
+    return (int(time.time()) if now is None else now) + 1  # tokens of this very second too
 
 
 def _update(store: ClientStore, updated: Client) -> Client:
@@ -155,8 +167,9 @@ def unused_clients(store: ClientStore, *, unused_for: int, now: int) -> list[Cli
 def create_initial_access_token(store: RegistrationStore, *, now: int, scopes: list[str] | None = None,
                                 resources: list[str] | None = None, auth_methods: list[str] | None = None,
                                 max_secret_lifetime: int | None = None, expires_in: int | None = None,
-                                max_uses: int | None = None,
-                                description: str | None = None) -> tuple[InitialAccessToken, str]:
+                                max_uses: int | None = None, description: str | None = None,
+                                introspect: bool = False,
+                                introspect_resources: list[str] | None = None) -> tuple[InitialAccessToken, str]:
     from .oauth.registration import new_initial_access_token
 
     if auth_methods and not set(auth_methods) <= set(SUPPORTED_AUTH_METHODS):
@@ -165,7 +178,9 @@ def create_initial_access_token(store: RegistrationStore, *, now: int, scopes: l
         raise AdminError("max uses must be at least 1")
     policy = RegistrationPolicy(scopes=_scopes(scopes) if scopes else None, resources=_resource_keys(resources),
                                 auth_methods=tuple(auth_methods) if auth_methods else None,
-                                max_secret_lifetime=max_secret_lifetime)
+                                max_secret_lifetime=max_secret_lifetime,
+                                introspect=introspect or bool(introspect_resources),
+                                introspect_resources=_resource_keys(introspect_resources))
     token, value = new_initial_access_token(now=now, policy=policy, expires_in=expires_in, max_uses=max_uses,
                                             description=description)
     store.create_initial_access_token(token)

@@ -18,6 +18,7 @@ from urllib.parse import quote, urlencode
 from . import admin
 from .config import ConfigError, Settings
 from .oauth.models import SUPPORTED_AUTH_METHODS, Client, Resource
+from .routes import SAMPLE_AUTHORIZER_ROUTES
 
 DEMO_RESOURCE = "https://api.example.com/demo"
 DEMO_SCOPES = ["demo:read", "demo:write"]
@@ -59,6 +60,8 @@ def _client_view(client: Client) -> dict[str, Any]:
         "client_id_issued_at": client.created_at,
         "disabled": client.disabled,
         "introspect": client.introspect,
+        "introspect_resources": list(client.introspect_resources) if client.introspect_resources is not None else None,
+        "tokens_not_before": client.tokens_not_before,
         "resources": list(client.resources) if client.resources is not None else None,
         "secrets": [{"created_at": s.created_at, "expires_at": s.expires_at} for s in client.secrets],
         "last_used_at": client.last_used_at,
@@ -86,7 +89,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     server = make_server(args.host, args.port)
     host = f"[{args.host}]" if ":" in args.host else args.host
     settings = Settings(backend="embedded", issuer=args.issuer or f"http://{host}:{server.server_address[1]}",
-                        data_dir=args.data_dir, signing_alg=args.alg)
+                        data_dir=args.data_dir, signing_alg=args.alg,
+                        authorizer_routes={route: tuple(scopes.split())
+                                           for route, scopes in SAMPLE_AUTHORIZER_ROUTES.items()})
     issuer = settings.issuer or ""
     backend = runtime.open_backend(settings)
     assert isinstance(backend.keys, LocalKeyStore)
@@ -115,8 +120,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _seed_demo(backend: Any, issuer: str) -> None:
     now = _now()
     admin.create_resource(backend.resources, DEMO_RESOURCE, DEMO_SCOPES, now=now, name="demo API")
+    # The sample protected API served beside the server (handlers/tools.py), one scope per tool.
+    admin.create_resource(backend.resources, issuer + "/tools", ["tools:echo", "tools:time"], now=now,
+                          name="sample agent tools")
     client, secret = admin.create_client(backend.clients, scopes=DEMO_SCOPES, now=now, name="demo client")
-    print(f"\nSeeded the demo resource {DEMO_RESOURCE} ({' '.join(DEMO_SCOPES)}) and a demo client.")
+    print(f"\nSeeded the demo resource {DEMO_RESOURCE} ({' '.join(DEMO_SCOPES)}), the sample tools API "
+          f"{issuer}/tools (tools:echo tools:time) and a demo client for the demo resource.")
     print("Its secret is shown only now. Get a token:\n")
     print(f"  curl -s -u '{client.client_id}:{secret}' \\\n"
           f"    -d grant_type=client_credentials --data-urlencode resource={DEMO_RESOURCE} \\\n"
@@ -147,7 +156,7 @@ def cmd_resource_list(args: argparse.Namespace) -> int:
 def cmd_client_create(args: argparse.Namespace) -> int:
     client, secret = admin.create_client(_stores(args), scopes=args.scope.split(), now=_now(),
                                          auth_method=args.auth_method, name=args.name, introspect=args.introspect,
-                                         resources=args.resource)
+                                         resources=args.resource, introspect_resources=args.introspect_resource)
     view = _client_view(client)
     if secret is not None:
         view["client_secret"] = secret
@@ -208,6 +217,7 @@ def cmd_iat_create(args: argparse.Namespace) -> int:
     token, value = admin.create_initial_access_token(
         _stores(args), now=_now(), scopes=args.scope.split() if args.scope else None, resources=args.resource,
         auth_methods=args.auth_method, max_uses=args.max_uses, description=args.description,
+        introspect=args.introspect, introspect_resources=args.introspect_resource,
         max_secret_lifetime=duration(args.max_secret_lifetime) if args.max_secret_lifetime else None,
         expires_in=duration(args.expires_in) if args.expires_in else None)
     if args.json:
@@ -234,8 +244,14 @@ def cmd_client_show(args: argparse.Namespace) -> int:
 
 
 def cmd_client_disable(args: argparse.Namespace) -> int:
-    admin.set_client_disabled(_stores(args), args.client_id, True)
-    print(f"client {args.client_id} is disabled: it gets no new tokens")
+    admin.set_client_disabled(_stores(args), args.client_id, True, now=_now())
+    print(f"client {args.client_id} is disabled: it gets no new tokens, and its tokens are inactive")
+    return 0
+
+
+def cmd_client_revoke_tokens(args: argparse.Namespace) -> int:
+    admin.revoke_client_tokens(_stores(args), args.client_id, now=_now())
+    print(f"every token issued to {args.client_id} until now is inactive")
     return 0
 
 
@@ -335,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--introspect", action="store_true", help="allow calling the introspection endpoint")
     create.add_argument("--resource", action="append", metavar="URI",
                         help="limit the client to this resource (repeatable; default: every resource)")
+    create.add_argument("--introspect-resource", action="append", metavar="URI",
+                        help="allow introspecting tokens of this resource only (repeatable; implies --introspect)")
     create.add_argument("--json", action="store_true", help="print one JSON object")
     create.set_defaults(func=cmd_client_create)
     listing = client_commands.add_parser("list", help="list clients")
@@ -350,7 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, text in (("show", cmd_client_show, "show a client (never its secret)"),
                              ("disable", cmd_client_disable, "stop issuing tokens to a client"),
                              ("enable", cmd_client_enable, "issue tokens to a disabled client again"),
-                             ("delete", cmd_client_delete, "remove a client; its outstanding tokens become invalid")):
+                             ("delete", cmd_client_delete, "remove a client; its outstanding tokens become invalid"),
+                             ("revoke-tokens", cmd_client_revoke_tokens,
+                              "make every token issued to a client until now inactive")):
         sub = client_commands.add_parser(name, help=text)
         sub.add_argument("client_id")
         sub.set_defaults(func=func)
@@ -368,6 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--max-secret-lifetime", metavar="DURATION", help="client secrets expire after, e.g. 90d")
     create.add_argument("--expires-in", metavar="DURATION", help="the token itself expires after, e.g. 7d")
     create.add_argument("--max-uses", type=int, help="how many clients it may register")
+    create.add_argument("--introspect", action="store_true", help="its clients may call the introspection endpoint")
+    create.add_argument("--introspect-resource", action="append", metavar="URI",
+                        help="… for tokens of this resource only (repeatable; implies --introspect)")
     create.add_argument("--description")
     create.add_argument("--json", action="store_true")
     create.set_defaults(func=cmd_iat_create)

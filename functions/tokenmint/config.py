@@ -44,6 +44,11 @@ class Settings:
     resource_cache_seconds: float = 30.0
     # Issuer → JWK Set of the parties whose software statements (RFC 7591 §2.3) are trusted.
     software_statement_issuers: dict[str, Any] = field(default_factory=dict)
+    # The sample "agent tools" API and the Lambda authorizer (resource-server side).
+    tools_resource: str | None = None  # its resource identifier; None: <issuer>/tools
+    authorizer_routes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # route key → scopes
+    authorizer_audience: str | None = None  # the resource the authorizer protects; None: tools
+    check_revocation: bool = True  # resource servers in the stack consult the revocation store
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -71,7 +76,21 @@ class Settings:
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
             resource_cache_seconds=cache_seconds,
             software_statement_issuers=_statement_issuers(env.get("TOKENMINT_SOFTWARE_STATEMENT_ISSUERS") or "{}"),
+            tools_resource=env.get("TOKENMINT_TOOLS_RESOURCE") or None,
+            authorizer_routes=_authorizer_routes(env.get("TOKENMINT_AUTHORIZER_ROUTES") or "{}"),
+            authorizer_audience=env.get("TOKENMINT_AUTHORIZER_AUDIENCE") or None,
+            check_revocation=(env.get("TOKENMINT_CHECK_REVOCATION", "true").lower() != "false"),
         )
+
+
+def _authorizer_routes(value: str) -> dict[str, tuple[str, ...]]:
+    try:
+        routes = json.loads(value)
+    except ValueError:
+        routes = None
+    if not isinstance(routes, dict) or not all(isinstance(s, str) for s in routes.values()):
+        raise ConfigError('TOKENMINT_AUTHORIZER_ROUTES must be a JSON object {"<METHOD> <path>": "scope1 scope2"}')
+    return {route: tuple(scopes.split()) for route, scopes in routes.items()}
 
 
 def _statement_issuers(value: str) -> dict[str, Any]:

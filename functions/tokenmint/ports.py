@@ -67,6 +67,14 @@ class RegistrationStore(Protocol):
         """
 
 
+class RevocationStore(Protocol):
+    """Revoked access tokens (RFC 7009), by ``jti``, kept until the token would have expired."""
+
+    def revoke_token(self, jti: str, client_id: str, expires_at: int) -> None: ...
+
+    def is_token_revoked(self, jti: str) -> bool: ...
+
+
 class ResourceStore(Protocol):
     def get_resource(self, key: str) -> Resource | None:
         """The resource whose normalised identifier is ``key``."""

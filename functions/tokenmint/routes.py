@@ -5,13 +5,28 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .oauth.metadata import JWKS_PATH, METADATA_PATHS, REGISTRATION_PATH, TOKEN_PATH
+from .oauth.metadata import (
+    INTROSPECTION_PATH,
+    JWKS_PATH,
+    METADATA_PATHS,
+    REGISTRATION_PATH,
+    REVOCATION_PATH,
+    TOKEN_PATH,
+)
 
 
 class Route(NamedTuple):
     path: str  # API Gateway syntax: {name} is a path parameter
     function: str  # the logical id in template.yaml
     handler: str  # module whose lambda_handler serves it
+    authorizer: str | None = None  # the HTTP API authorizer in front of it (template.yaml name)
+
+
+# The Lambda authorizer: its name in the HTTP API, its function and module.
+AUTHORIZER = ("TokenmintAuthorizer", "AuthorizerFunction", "tokenmint.handlers.authorizer")
+TOOLS = "tokenmint.handlers.tools"
+# The scopes each authorizer-protected route needs (TOKENMINT_AUTHORIZER_ROUTES in template.yaml).
+SAMPLE_AUTHORIZER_ROUTES = {"ANY /authorized/tools/echo": "tools:echo", "ANY /authorized/tools/time": "tools:time"}
 
 
 # Every route is "ANY": wrong methods reach the function and get a clear OAuth error, not a
@@ -22,4 +37,10 @@ ROUTES: tuple[Route, ...] = (
     Route(JWKS_PATH, "DiscoveryFunction", "tokenmint.handlers.discovery"),
     Route(REGISTRATION_PATH, "RegistrationFunction", "tokenmint.handlers.registration"),
     Route(REGISTRATION_PATH + "/{client_id}", "RegistrationFunction", "tokenmint.handlers.registration"),
+    Route(REVOCATION_PATH, "RevocationFunction", "tokenmint.handlers.revocation"),
+    Route(INTROSPECTION_PATH, "IntrospectionFunction", "tokenmint.handlers.introspection"),
+    # The sample protected resource (handlers/tools.py), served beside the authorization server.
+    Route("/tools/{tool}", "ToolsFunction", TOOLS),
+    Route("/.well-known/oauth-protected-resource/tools", "ToolsFunction", TOOLS),
+    *(Route(route.split(" ", 1)[1], "ToolsFunction", TOOLS, AUTHORIZER[0]) for route in SAMPLE_AUTHORIZER_ROUTES),
 )

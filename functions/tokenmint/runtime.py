@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 
 from .config import Settings
-from .ports import ClientStore, Clock, KeyStore, RegistrationStore, ResourceStore
+from .ports import ClientStore, Clock, KeyStore, RegistrationStore, ResourceStore, RevocationStore
 
 
 @dataclass
@@ -16,6 +16,7 @@ class Backend:
     resources: ResourceStore
     keys: KeyStore
     registrations: RegistrationStore
+    revocations: RevocationStore
     clock: Clock = time.time
 
 
@@ -29,7 +30,7 @@ def open_backend(settings: Settings) -> Backend:
         store = DynamoDbStore(aws_client("dynamodb", settings.region), settings.table_name)
         keys = KmsKeyStore(aws_client("kms", settings.region), settings.signing_key_id, settings.signing_alg)
         resources = CachedResourceStore(store, time.monotonic, ttl=settings.resource_cache_seconds)
-        return Backend(settings, store, resources, keys, store)
+        return Backend(settings, store, resources, keys, store, store)
 
     from .adapters.embedded.local_keys import LocalKeyStore
     from .adapters.embedded.sqlite import SqliteDatabase, SqliteStore
@@ -37,7 +38,7 @@ def open_backend(settings: Settings) -> Backend:
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     db = SqliteDatabase(settings.data_dir / "tokenmint.db")
     store = SqliteStore(db)
-    return Backend(settings, store, store, LocalKeyStore(db, settings.data_dir / "keys"), store)
+    return Backend(settings, store, store, LocalKeyStore(db, settings.data_dir / "keys"), store, store)
 
 
 _backend: Backend | None = None

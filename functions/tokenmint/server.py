@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .observability import logger
-from .routes import ROUTES, Route
+from .routes import AUTHORIZER, ROUTES, Route
 
 
 def route_pattern(path: str) -> re.Pattern[str]:
@@ -28,6 +28,22 @@ MAX_BODY_BYTES = 64 * 1024  # the handlers enforce their own, smaller limits wit
 REQUEST_TIMEOUT = 5  # seconds any single read of a request may take
 MAX_CONNECTIONS = 64  # concurrent connections served; more wait up to ACCEPT_WAIT, then are closed
 ACCEPT_WAIT = 2.0
+
+
+# Like one Lambda execution environment per function, each function handles one event at a time:
+# the handlers keep per-invocation state on module-level objects (the powertools resolver's
+# current event, the logger's keys), which concurrent threads would otherwise overwrite.
+_INVOCATION_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def invoke(module: str, function: str, event: dict[str, Any]) -> dict[str, Any]:
+    """``module.lambda_handler(event, context)``, one invocation of ``function`` at a time."""
+    with _LOCKS_GUARD:
+        lock = _INVOCATION_LOCKS.setdefault(function, threading.Lock())
+    handler = importlib.import_module(module).lambda_handler
+    with lock:
+        return handler(event, lambda_context(function))
 
 
 def lambda_context(function_name: str) -> SimpleNamespace:
@@ -123,8 +139,10 @@ class _Handler(BaseHTTPRequestHandler):
             headers[name] = f"{headers[name]},{value}" if name in headers else value
         event = build_event(self.command, self.path, headers, body, domain=self.domain,
                             source_ip=self.client_address[0], route=route.path, path_parameters=match.groupdict())
+        if route.authorizer is not None and not self._authorize(event):
+            return None
         try:
-            result = importlib.import_module(route.handler).lambda_handler(event, lambda_context(route.function))
+            result = invoke(route.handler, route.function, event)
         except Exception:  # the resolver answers every error itself; this is a last resort
             logger.exception("handler failed outside the resolver")
             return self._error(500, "internal error", error="server_error")
@@ -134,6 +152,35 @@ class _Handler(BaseHTTPRequestHandler):
         for name, values in (result.get("multiValueHeaders") or {}).items():
             response_headers[name] = ", ".join(values)
         self._send(int(result.get("statusCode", 200)), response_headers, data)
+
+    def _authorize(self, event: dict[str, Any]) -> bool:
+        """What API Gateway does before a route with a Lambda authorizer: 401 without the identity
+        source, 403 when the authorizer denies, else the authorizer's context in the event."""
+        _, function, module = AUTHORIZER
+        if not event["headers"].get("authorization"):
+            self._gateway_error(401, "Unauthorized")
+            return False
+        authorizer_event = {
+            "version": "2.0", "type": "REQUEST", "routeArn": f"arn:aws:execute-api:local:000000000000:local/$default/"
+            f"{event['requestContext']['http']['method']}{event['rawPath']}", "routeKey": event["routeKey"],
+            "identitySource": [event["headers"]["authorization"], event["routeKey"]],
+            "rawPath": event["rawPath"], "rawQueryString": event["rawQueryString"], "headers": event["headers"],
+            "requestContext": event["requestContext"], "pathParameters": event.get("pathParameters", {}),
+        }
+        try:
+            answer = invoke(module, function, authorizer_event)
+        except Exception:  # API Gateway answers 500 when the authorizer fails
+            logger.exception("authorizer failed")
+            self._gateway_error(500, "Internal Server Error")
+            return False
+        if answer.get("isAuthorized") is not True:
+            self._gateway_error(403, "Forbidden")
+            return False
+        event["requestContext"]["authorizer"] = {"lambda": answer.get("context") or {}}
+        return True
+
+    def _gateway_error(self, status: int, message: str) -> None:
+        self._send(status, {"Content-Type": "application/json"}, json.dumps({"message": message}).encode())
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _dispatch
 

@@ -120,7 +120,7 @@ def warm_cpu_microseconds() -> tuple[float, float]:
     store = DynamoDbStore(StubDynamoDb(items, [to_item(resource.to_record(), pk=resource_pk, sk=resource.key)]),
                           "tokenmint-bench")
     keys = KmsKeyStore(StubKms(der), ENV["TOKENMINT_SIGNING_KEY_ID"], "RS256")
-    backend = runtime.Backend(Settings.from_env(), store, CachedResourceStore(store, time.monotonic), keys, store)
+    backend = runtime.Backend(Settings.from_env(), store, CachedResourceStore(store, time.monotonic), keys, store, store)
     runtime.install(backend)
     event = json.loads((EVENTS / "token_basic.json").read_text())
     context = lambda_context("TokenFunction")

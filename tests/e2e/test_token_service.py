@@ -206,17 +206,27 @@ def test_given_head_on_discovery_when_sent_then_200_without_a_body(server):
     assert response.status_code == 200 and response.content == b""
 
 
-def test_given_a_burst_of_concurrent_clients_when_fetching_tokens_then_every_request_succeeds(server, resource):
+def test_given_a_burst_of_concurrent_clients_when_fetching_tokens_then_each_gets_its_own_token(server, resource):
+    """20 connections at once, four clients interleaved: every request succeeds, and each token names
+    the client that asked for it (no request ever sees another request's headers)."""
+    import base64
     from concurrent.futures import ThreadPoolExecutor
 
-    client = new_client(server)
-    auth = (client["client_id"], client["client_secret"])
+    clients = [new_client(server) for _ in range(4)]
 
-    def fetch(_: int) -> int:
+    def fetch(i: int) -> tuple[int, str, str]:
+        client = clients[i % len(clients)]
         with requests.Session() as session:
-            return session.post(server.metadata["token_endpoint"], auth=auth, timeout=10,
-                                data={"grant_type": "client_credentials", "resource": resource}).status_code
+            response = session.post(server.metadata["token_endpoint"], timeout=10,
+                                    auth=(client["client_id"], client["client_secret"]),
+                                    data={"grant_type": "client_credentials", "resource": resource})
+        if response.status_code != 200:
+            return response.status_code, client["client_id"], response.text
+        payload = response.json()["access_token"].split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return 200, client["client_id"], claims["client_id"]
 
     with ThreadPoolExecutor(max_workers=20) as pool:
-        statuses = list(pool.map(fetch, range(200)))
-    assert statuses == [200] * 200
+        results = list(pool.map(fetch, range(200)))
+    assert all(status == 200 and asked == got for status, asked, got in results), \
+        [r for r in results if r[0] != 200 or r[1] != r[2]][:3]

@@ -3,9 +3,13 @@
 Every event file has an expected outcome here, so a new event cannot go untested.
 """
 
+import base64
+import copy
 import json
+import time
 from collections import Counter
 from pathlib import Path
+from urllib.parse import urlencode
 
 import boto3
 import jwt
@@ -13,7 +17,8 @@ import pytest
 from joserfc.jwk import RSAKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_der_public_key
 
-from tokenmint import runtime
+from support.template import load_template
+from tokenmint import admin, runtime
 from tokenmint.adapters.aws.clients import aws_client
 from tokenmint.oauth.credentials import hash_secret
 from tokenmint.oauth.models import Client, ClientSecret, RegistrationPolicy, Resource
@@ -28,6 +33,12 @@ INITIAL_ACCESS_TOKEN = "tmiat_example00000000000000000000000000000000000000"
 REGISTRATION_ACCESS_TOKEN = "tmrat_example0000000000000000000000000000000000000"
 REGISTERED_CLIENT = "tmc_registered"
 POLICY = RegistrationPolicy(scopes=("tools:read", "tools:write"))
+# Introspection (RFC 7662): a client allowed to call the introspection endpoint.
+INTROSPECTOR = ("tmc_introspector", "tmsec_introspector00000000000000000000000000000000")
+# The sample tools API, its resource identifier (TOKENMINT_TOOLS_RESOURCE, TOKENMINT_AUTHORIZER_AUDIENCE)
+# and a client of it that may have both its scopes.
+TOOLS_RESOURCE = DOMAIN_ISSUER + "/tools"
+TOOLS_CLIENT = ("tmc_tools", "tmsec_tools000000000000000000000000000000000000000")
 
 EXPECTED = {
     "token_basic.json": (200, None),
@@ -60,6 +71,22 @@ EXPECTED = {
     "registration_update.json": (200, None),
     "registration_update_server_fields.json": (400, "invalid_client_metadata"),
     "registration_delete.json": (204, None),
+    # RFC 7009 §2.2: a token that is not valid (or not the caller's) is answered 200 all the same.
+    "revocation_basic.json": (200, None),
+    "revocation_unauthenticated.json": (401, "invalid_client"),
+    "revocation_missing_token.json": (400, "invalid_request"),
+    "introspection_garbage_token.json": (200, None),
+    "introspection_no_permission.json": (403, "unauthorized_client"),
+    "introspection_unauthenticated.json": (401, "invalid_client"),
+    "tools_no_token.json": (401, "invalid_token"),
+    "tools_metadata.json": (200, None),
+    "tools_unknown_tool.json": (401, "invalid_token"),  # the token is checked before the tool
+    "tools_authorized_echo.json": (200, None),
+    "tools_authorized_time.json": (200, None),
+    # The Lambda authorizer answers API Gateway (simple responses), not the client.
+    "authorizer_no_token.json": {"isAuthorized": False},
+    "authorizer_garbage_token.json": {"isAuthorized": False},
+    "authorizer_unconfigured_route.json": {"isAuthorized": False},
 }
 
 
@@ -87,6 +114,20 @@ def seed(table: str) -> None:
                                                      1_700_000_000),),
                                name="billing agent", metadata={"contacts": ["ops@example.com"]},
                                registration_access_token_hash=hash_secret(REGISTRATION_ACCESS_TOKEN), policy=POLICY))
+    # Introspection: a client with the permission (any resource's tokens).
+    store.create_client(Client(INTROSPECTOR[0], "client_secret_basic", (), created_at=1_700_000_000,
+                               secrets=(ClientSecret(hash_secret(INTROSPECTOR[1]), 1_700_000_000),), introspect=True))
+    # The sample tools API as a registered resource, and a client of it.
+    store.create_resource(Resource(TOOLS_RESOURCE, ("tools:echo", "tools:time"), token_lifetime=300))
+    store.create_client(Client(TOOLS_CLIENT[0], "client_secret_basic", ("tools:echo", "tools:time"),
+                               created_at=1_700_000_000,
+                               secrets=(ClientSecret(hash_secret(TOOLS_CLIENT[1]), 1_700_000_000),)))
+
+
+def function_environment(function: str) -> dict[str, str]:
+    """The variables template.yaml gives ``function`` of its own (literal values only)."""
+    variables = load_template()["Resources"][function]["Properties"].get("Environment", {}).get("Variables", {})
+    return {name: value for name, value in variables.items() if isinstance(value, str)}
 
 
 @pytest.fixture
@@ -95,7 +136,11 @@ def deployed(table, kms_key, monkeypatch):
     def deploy(alg: str = "RS256") -> str:
         key_arn = kms_key(alg)
         for name, value in {"TOKENMINT_BACKEND": "aws", "TOKENMINT_TABLE": table,
-                            "TOKENMINT_SIGNING_KEY_ID": key_arn, "TOKENMINT_SIGNING_ALG": alg}.items():
+                            "TOKENMINT_SIGNING_KEY_ID": key_arn, "TOKENMINT_SIGNING_ALG": alg,
+                            # ToolsResource and CheckRevocation; the authorizer's route map as the template has it
+                            "TOKENMINT_TOOLS_RESOURCE": TOOLS_RESOURCE, "TOKENMINT_AUTHORIZER_AUDIENCE": TOOLS_RESOURCE,
+                            "TOKENMINT_CHECK_REVOCATION": "true",
+                            **function_environment("AuthorizerFunction")}.items():
             monkeypatch.setenv(name, value)
         monkeypatch.delenv("TOKENMINT_ISSUER", raising=False)
         runtime.install(None)
@@ -105,16 +150,57 @@ def deployed(table, kms_key, monkeypatch):
     runtime.install(None)
 
 
-def invoke(name: str) -> dict:
-    from tokenmint.handlers import discovery, registration, token
+def load(name: str) -> dict:
+    return json.loads((EVENTS / name).read_text())
 
-    event = json.loads((EVENTS / name).read_text())
-    modules = {"token": token, "discovery": discovery, "registration": registration}
+
+def invoke(name: str, event: dict | None = None) -> dict:
+    """events/<name> (or ``event``) through the lambda_handler its name's prefix says; an HTTP
+    response gets its body parsed as ``json``, an authorizer answer is returned as it is."""
+    from tokenmint.handlers import (
+        authorizer,
+        discovery,
+        introspection,
+        registration,
+        revocation,
+        token,
+        tools,
+    )
+
+    event = load(name) if event is None else event
+    modules = {"token": token, "discovery": discovery, "registration": registration, "revocation": revocation,
+               "introspection": introspection, "tools": tools, "authorizer": authorizer}
     module = modules[name.partition("_")[0]]
     response = module.lambda_handler(event, lambda_context(module.__name__))
+    if module is authorizer:
+        return copy.deepcopy(response)
     body = response.get("body") or ""  # 204: no body at all
     response["json"] = json.loads(body) if body else None
     return response
+
+
+def with_form(name: str, authorization: str | None = None, **fields: str) -> dict:
+    """events/<name> with ``fields`` as its form body (encoded as the event encodes its body)."""
+    event = load(name)
+    body = urlencode(fields)
+    event["body"] = base64.b64encode(body.encode()).decode() if event["isBase64Encoded"] else body
+    event["headers"]["content-length"] = str(len(body.encode()))
+    if authorization is not None:
+        event["headers"]["authorization"] = authorization
+    return event
+
+
+def basic(client_id: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+
+
+def bearer(name: str, access_token: str) -> dict:
+    """events/<name> (a tools or authorizer event) presenting ``access_token``."""
+    event = load(name)
+    event["headers"]["authorization"] = "Bearer " + access_token
+    if "identitySource" in event:  # the authorizer's identity sources: the header, then the route key
+        event["identitySource"] = ["Bearer " + access_token, event["routeKey"]]
+    return event
 
 
 def kms_public_key(key_arn: str):
@@ -128,18 +214,26 @@ def test_every_event_has_an_expected_outcome():
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_given_an_event_when_invoked_then_the_expected_answer(deployed, name):
     deployed()
+    if name.startswith("authorizer_"):
+        assert invoke(name) == EXPECTED[name]
+        return
     status, error = EXPECTED[name]
     response = invoke(name)
     assert response["statusCode"] == status, response["body"]
     if error:
         assert response["json"]["error"] == error
-        assert response["headers"]["Cache-Control"] == "no-store"
         assert not any(prefix in response["body"] for prefix in ("tmsec_", "tmiat_", "tmrat_"))
+        if not name.startswith("tools_"):  # the sample API's "no such tool" is not an OAuth answer
+            assert response["headers"]["Cache-Control"] == "no-store"
     if status == 401:
-        # the token endpoint authenticates clients (Basic); registration takes bearer tokens (RFC 6750)
-        scheme = "Bearer" if name.startswith("registration_") else "Basic"
+        # the OAuth endpoints authenticate clients (Basic); registration and the tools API take
+        # bearer tokens (RFC 6750), and the tools API names its metadata (RFC 9728 §5.1)
+        scheme = "Bearer" if name.startswith(("registration_", "tools_")) else "Basic"
         assert response["headers"]["WWW-Authenticate"].startswith(scheme)
-    if name.startswith("registration_"):
+        if name.startswith("tools_"):
+            assert "resource_metadata=" in response["headers"]["WWW-Authenticate"]
+            assert response["headers"]["Cache-Control"] == "no-store"
+    if name.startswith(("registration_", "revocation_", "introspection_")):
         assert response["headers"]["Cache-Control"] == "no-store"
     if status == 204:
         assert response["json"] is None
@@ -323,3 +417,173 @@ def test_given_registration_requests_when_invoked_then_only_the_calls_its_role_a
 
     assert calls == Counter({"GetItem": 4, "TransactWriteItems": 2, "PutItem": 1})
     assert transact_items == Counter({"Update": 1, "Put": 2, "Delete": 1})
+
+
+# -- revocation (RFC 7009), introspection (RFC 7662) ----------------------------------------------
+def test_given_the_events_when_invoked_then_their_answers_say_what_the_rfcs_say(deployed):
+    deployed()
+    assert invoke("revocation_basic.json")["body"] == ""  # §2.2: 200, no content
+    assert invoke("introspection_garbage_token.json")["json"] == {"active": False}
+    metadata = invoke("tools_metadata.json")["json"]
+    assert metadata["resource"] == TOOLS_RESOURCE
+    assert metadata["authorization_servers"] == [DOMAIN_ISSUER]
+    assert metadata["scopes_supported"] == ["tools:echo", "tools:time"]
+    challenge = invoke("tools_no_token.json")["headers"]["WWW-Authenticate"]
+    assert f'resource_metadata="{DOMAIN_ISSUER}/.well-known/oauth-protected-resource/tools"' in challenge
+    echo = invoke("tools_authorized_echo.json")["json"]
+    assert echo == {"tool": "echo", "client_id": "tmc_example", "echo": "hello, tools"}
+
+
+def revocation_item(table: str, jti: str) -> dict | None:
+    key = {"pk": {"S": f"JTI#{jti}"}, "sk": {"S": "REVOKED"}}
+    return boto3.client("dynamodb").get_item(TableName=table, Key=key, ConsistentRead=True).get("Item")
+
+
+def test_given_an_issued_token_when_its_client_revokes_it_then_introspection_says_inactive(deployed, table):
+    deployed()
+    access_token = invoke("token_basic.json")["json"]["access_token"]
+    claims = jwt.decode(access_token, options={"verify_signature": False})
+
+    # When the introspector introspects it, then it is active, with its claims
+    response = invoke("introspection_garbage_token.json",
+                      with_form("introspection_garbage_token.json", token=access_token, token_type_hint="access_token"))
+    assert response["statusCode"] == 200, response["body"]
+    body = response["json"]
+    assert body["active"] is True and body["token_type"] == "Bearer"
+    assert body["client_id"] == "tmc_example" and body["scope"] == "tools:read" and body["aud"] == API
+    assert (body["exp"], body["jti"], body["iss"]) == (claims["exp"], claims["jti"], DOMAIN_ISSUER)
+    assert response["headers"]["Cache-Control"] == "no-store"
+
+    # When its client revokes it
+    assert revocation_item(table, claims["jti"]) is None
+    response = invoke("revocation_basic.json",
+                      with_form("revocation_basic.json", token=access_token, token_type_hint="access_token"))
+    assert response["statusCode"] == 200 and response["body"] == ""
+
+    # Then it is inactive, and its revocation entry expires with it
+    response = invoke("introspection_garbage_token.json",
+                      with_form("introspection_garbage_token.json", token=access_token))
+    assert response["json"] == {"active": False}
+    item = revocation_item(table, claims["jti"])
+    assert item is not None and int(item["ttl"]["N"]) == claims["exp"]
+    assert item["client_id"] == {"S": "tmc_example"}
+
+
+def test_given_another_clients_token_when_revoked_then_200_and_it_stays_active(deployed, table):
+    deployed()
+    access_token = invoke("token_basic.json")["json"]["access_token"]
+    jti = jwt.decode(access_token, options={"verify_signature": False})["jti"]
+
+    # The introspector is authenticated, but the token is tmc_example's (RFC 7009 §2.1)
+    response = invoke("revocation_basic.json",
+                      with_form("revocation_basic.json", basic(*INTROSPECTOR), token=access_token))
+
+    assert response["statusCode"] == 200
+    assert revocation_item(table, jti) is None
+    introspected = invoke("introspection_garbage_token.json",
+                          with_form("introspection_garbage_token.json", token=access_token))["json"]
+    assert introspected["active"] is True
+
+
+# -- the sample tools API and the Lambda authorizer -------------------------------------------------
+def tools_token(scope: str) -> str:
+    event = with_form("token_basic.json", basic(*TOOLS_CLIENT), grant_type="client_credentials",
+                      resource=TOOLS_RESOURCE, scope=scope)
+    response = invoke("token_basic.json", event)
+    assert response["statusCode"] == 200, response["body"]
+    return response["json"]["access_token"]
+
+
+def authorize(access_token: str, route: str = "ANY /authorized/tools/echo") -> dict:
+    event = bearer("authorizer_garbage_token.json", access_token)
+    path = route.split(" ", 1)[1]
+    event["routeKey"] = event["requestContext"]["routeKey"] = route
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    event["routeArn"] = event["routeArn"].rsplit("/$default/", 1)[0] + "/$default/POST" + path
+    event["identitySource"][1] = route
+    return invoke("authorizer_garbage_token.json", event)
+
+
+def test_given_a_tools_token_when_the_authorizer_checks_it_then_only_routes_of_its_scopes(deployed, table):
+    deployed()
+    access_token = tools_token("tools:echo")
+
+    # The echo route needs tools:echo: allowed, with the client in the context
+    answer = authorize(access_token, "ANY /authorized/tools/echo")
+    assert answer["isAuthorized"] is True
+    assert answer["context"]["client_id"] == answer["context"]["sub"] == TOOLS_CLIENT[0]
+    assert answer["context"]["scope"] == "tools:echo"
+    assert answer["context"]["jti"] == jwt.decode(access_token, options={"verify_signature": False})["jti"]
+    # The time route needs tools:time, which the token lacks
+    assert authorize(access_token, "ANY /authorized/tools/time") == {"isAuthorized": False}
+    # A token for another resource (audience) is refused even with a matching route
+    assert authorize(invoke("token_basic.json")["json"]["access_token"]) == {"isAuthorized": False}
+
+    # When the client's tokens are revoked, then the same token is refused
+    admin.revoke_client_tokens(store_of(table), TOOLS_CLIENT[0], now=int(time.time()))
+    assert authorize(access_token, "ANY /authorized/tools/echo") == {"isAuthorized": False}
+
+
+def test_given_a_tools_token_when_the_tools_api_verifies_it_then_scope_and_revocation_count(deployed, table):
+    deployed()
+    access_token = tools_token("tools:echo")
+
+    response = invoke("tools_no_token.json", bearer("tools_no_token.json", access_token))
+    assert response["statusCode"] == 200, response["body"]
+    assert response["json"] == {"tool": "echo", "client_id": TOOLS_CLIENT[0], "echo": "hello, tools"}
+
+    # /tools/time needs tools:time: 403 insufficient_scope naming it (RFC 6750 §3.1)
+    event = bearer("tools_no_token.json", access_token)
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/tools/time"
+    event["pathParameters"] = {"tool": "time"}
+    response = invoke("tools_no_token.json", event)
+    assert response["statusCode"] == 403
+    assert 'error="insufficient_scope"' in response["headers"]["WWW-Authenticate"]
+    assert 'scope="tools:time"' in response["headers"]["WWW-Authenticate"]
+
+    # A revoked token: 401 invalid_token
+    jti = jwt.decode(access_token, options={"verify_signature": False})["jti"]
+    store_of(table).revoke_token(jti, TOOLS_CLIENT[0], int(time.time()) + 300)
+    response = invoke("tools_no_token.json", bearer("tools_no_token.json", access_token))
+    assert response["statusCode"] == 401 and response["json"]["error"] == "invalid_token"
+
+
+def template_allowed_actions(function: str) -> set[str]:
+    """The AWS API operations the function's role allows (template.yaml), as botocore names them."""
+    actions = set()
+    for policy in load_template()["Resources"][function]["Properties"]["Policies"]:
+        for statement in policy["Statement"]:
+            actions.update(action.split(":", 1)[1] for action in statement["Action"])
+    return actions
+
+
+def test_given_the_new_functions_when_invoked_cold_then_only_the_calls_their_roles_allow(deployed):
+    # RevocationFunction: GetItem + PutItem (revoking its own token); the others only read (GetItem:
+    # the calling client, the token's revocation entry and client). All: GetPublicKey, once.
+    deployed()
+    access_token = tools_token("tools:echo tools:time")
+    requests = {
+        "RevocationFunction": [("revocation_basic.json",
+                                with_form("revocation_basic.json", token=access_token))],  # not its token: 200
+        "IntrospectionFunction": [("introspection_garbage_token.json",
+                                   with_form("introspection_garbage_token.json", token=access_token))],
+        "ToolsFunction": [("tools_no_token.json", bearer("tools_no_token.json", access_token))],
+        "AuthorizerFunction": [("authorizer_garbage_token.json",
+                                bearer("authorizer_garbage_token.json", access_token))],
+    }
+    own_token = invoke("token_basic.json")["json"]["access_token"]
+    requests["RevocationFunction"].append(("revocation_basic.json",
+                                           with_form("revocation_basic.json", token=own_token)))
+    calls: Counter = Counter()
+    for service in ("kms", "dynamodb"):
+        aws_client(service, "us-east-1").meta.events.register(
+            "before-call", lambda model, **_: calls.update([model.name]))
+    for function, invocations in requests.items():
+        runtime.install(None)  # a cold start: the public key is fetched again
+        calls.clear()
+        for name, event in invocations:
+            response = invoke(name, event)
+            assert response.get("statusCode", 200) == 200 and response.get("isAuthorized", True), (function, response)
+        # every call is one its role allows, and every grant is used (none to spare)
+        assert set(calls) == template_allowed_actions(function), function
+        assert calls["GetPublicKey"] == 1, function  # once per process

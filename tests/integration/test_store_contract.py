@@ -226,3 +226,14 @@ def test_given_registration_metadata_when_stored_then_it_round_trips(store):
                       policy=RegistrationPolicy(scopes=("read",), max_secret_lifetime=60))
     store.create_client(client)
     assert store.get_client("tmc_1") == client
+
+
+def test_given_a_revoked_token_when_checked_then_revoked_until_it_would_have_expired(store):
+    import time
+
+    future = int(time.time()) + 600
+    store.revoke_token("jti-1", "tmc_1", expires_at=future)
+    store.revoke_token("jti-old", "tmc_1", expires_at=int(time.time()) - 1)
+    assert store.is_token_revoked("jti-1")
+    assert not store.is_token_revoked("jti-old")  # expired: the entry is as good as gone
+    assert not store.is_token_revoked("jti-unknown")

@@ -21,6 +21,7 @@ class InMemoryStore:
         self.uses: list[tuple[str, int]] = []
         self.tokens: dict[str, InitialAccessToken] = {}
         self.deleted: dict[str, int] = {}
+        self.revoked: dict[str, int] = {}
 
     def get_client(self, client_id: str) -> Client | None:
         self.reads += 1
@@ -49,6 +50,12 @@ class InMemoryStore:
 
     def deleted_client_not_before(self, client_id: str) -> int | None:
         return self.deleted.get(client_id)
+
+    def revoke_token(self, jti: str, client_id: str, expires_at: int) -> None:
+        self.revoked[jti] = expires_at
+
+    def is_token_revoked(self, jti: str) -> bool:
+        return jti in self.revoked
 
     def create_initial_access_token(self, token: InitialAccessToken) -> None:
         self.tokens[token.hash] = token

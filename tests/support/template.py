@@ -116,8 +116,9 @@ def kms_key_spec(alg: str) -> str:
     return signing_key_spec_mapping()[alg]
 
 
-def http_api_routes(template: dict[str, Any] | None = None) -> list[dict[str, str]]:
-    """Every HttpApi event of every function: path, method, function logical id, handler module."""
+def http_api_routes(template: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Every HttpApi event of every function: path, method, function logical id, handler module, and
+    the HttpApi authorizer in front of it (``Auth.Authorizer``; None without one)."""
     template = template or load_template()
     routes = []
     for name, resource in resources_of_type(template, "AWS::Serverless::Function").items():
@@ -132,6 +133,7 @@ def http_api_routes(template: dict[str, Any] | None = None) -> list[dict[str, st
                 "function": name,
                 "handler": handler.rpartition(".")[0],
                 "api": event["Properties"].get("ApiId"),
+                "authorizer": (event["Properties"].get("Auth") or {}).get("Authorizer"),
             })
     return routes
 

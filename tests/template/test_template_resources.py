@@ -18,8 +18,18 @@ from support.template import (
 from tokenmint.adapters.aws import dynamodb
 from tokenmint.adapters.aws.kms import KMS_ALGORITHMS
 from tokenmint.config import Settings, validate_issuer
+from tokenmint.handlers.tools import METADATA_PATH as TOOLS_METADATA_PATH
+from tokenmint.handlers.tools import TOOLS_PATH
 from tokenmint.oauth.jwk import SIGNING_ALGORITHMS
-from tokenmint.oauth.metadata import JWKS_PATH, METADATA_PATHS, REGISTRATION_PATH, TOKEN_PATH
+from tokenmint.oauth.metadata import (
+    INTROSPECTION_PATH,
+    JWKS_PATH,
+    METADATA_PATHS,
+    REGISTRATION_PATH,
+    REVOCATION_PATH,
+    TOKEN_PATH,
+)
+from tokenmint.routes import SAMPLE_AUTHORIZER_ROUTES
 
 ALGORITHMS = {"RS256", "PS256", "ES256", "EdDSA"}
 
@@ -155,14 +165,30 @@ def function_names(template: dict[str, Any]) -> list[str]:
                   if resource["Type"] == "AWS::Serverless::Function")
 
 
+# Each function's own variables (on top of Globals): only what that function reads.
+OWN_ENVIRONMENT = {
+    "TokenFunction": set(),
+    "DiscoveryFunction": set(),
+    "RegistrationFunction": {"TOKENMINT_SOFTWARE_STATEMENT_ISSUERS"},
+    "RevocationFunction": set(),
+    "IntrospectionFunction": set(),
+    "ToolsFunction": {"TOKENMINT_TOOLS_RESOURCE", "TOKENMINT_CHECK_REVOCATION"},
+    "AuthorizerFunction": {"TOKENMINT_AUTHORIZER_ROUTES", "TOKENMINT_AUTHORIZER_AUDIENCE",
+                           "TOKENMINT_CHECK_REVOCATION"},
+}
+
+
 def test_only_the_registration_function_gets_the_software_statement_issuers(template):
     # Given each function's own environment (on top of Globals)
     own = {name: set(template["Resources"][name]["Properties"].get("Environment", {}).get("Variables", {}))
            for name in function_names(template)}
 
-    # Then the trusted issuers reach the registration function, and no other (nor Globals)
-    assert own == {"DiscoveryFunction": set(), "RegistrationFunction": {"TOKENMINT_SOFTWARE_STATEMENT_ISSUERS"},
-                   "TokenFunction": set()}
+    # Then every function gets only its own settings: the trusted issuers reach the registration
+    # function and no other (nor Globals); the resource-server settings reach the tools API and the
+    # authorizer only
+    assert own == OWN_ENVIRONMENT
+    for name in OWN_ENVIRONMENT["ToolsFunction"] | OWN_ENVIRONMENT["AuthorizerFunction"]:
+        assert name not in template["Globals"]["Function"]["Environment"]["Variables"]
     assert "TOKENMINT_SOFTWARE_STATEMENT_ISSUERS" not in template["Globals"]["Function"]["Environment"]["Variables"]
     variables = template["Resources"]["RegistrationFunction"]["Properties"]["Environment"]["Variables"]
     assert variables["TOKENMINT_SOFTWARE_STATEMENT_ISSUERS"] == {"Ref": "SoftwareStatementIssuers"}
@@ -187,7 +213,7 @@ def test_registration_function_reads_trusted_issuers_from_the_parameter(template
     assert list(settings.software_statement_issuers) == ["https://statements.example.com"]
 
 
-@pytest.mark.parametrize("function", ["TokenFunction", "DiscoveryFunction", "RegistrationFunction"])
+@pytest.mark.parametrize("function", sorted(OWN_ENVIRONMENT))
 def test_every_function_has_a_retained_log_group_with_the_retention_parameter(template, function):
     groups = {name: resource for name, resource in template["Resources"].items()
               if resource["Type"] == "AWS::Logs::LogGroup"}
@@ -196,6 +222,47 @@ def test_every_function_has_a_retained_log_group_with_the_retention_parameter(te
     assert group["DeletionPolicy"] == group["UpdateReplacePolicy"] == "Retain"
     assert group["Properties"] == {"LogGroupName": {"Fn::Sub": f"/aws/lambda/${{{function}}}"},
                                    "RetentionInDays": {"Ref": "LogRetentionInDays"}}
+
+
+# -- the sample tools API and the Lambda authorizer (resource-server settings) ------------------------
+def test_tools_and_authorizer_settings_default_to_the_tools_api_with_revocation_checks(template):
+    # Given the tools API's and the authorizer's environment with the default parameters
+    tools = Settings.from_env(deployed_environment(template, "ToolsFunction"))
+    authorizer = Settings.from_env(deployed_environment(template, "AuthorizerFunction"))
+
+    # Then both protect <issuer>/tools (empty ToolsResource), checking revocation
+    assert tools.tools_resource is None and authorizer.authorizer_audience is None
+    assert tools.check_revocation is authorizer.check_revocation is True
+    assert tools.backend == authorizer.backend == "aws"
+    # And the authorizer requires exactly the scopes routes.py names for each route
+    assert authorizer.authorizer_routes == {route: tuple(scopes.split())
+                                            for route, scopes in SAMPLE_AUTHORIZER_ROUTES.items()}
+
+
+def test_tools_resource_and_check_revocation_parameters_reach_both_functions(template):
+    parameters = {"ToolsResource": "https://tools.example.com/mcp", "CheckRevocation": "false"}
+    tools = Settings.from_env(deployed_environment(template, "ToolsFunction", **parameters))
+    authorizer = Settings.from_env(deployed_environment(template, "AuthorizerFunction", **parameters))
+    assert tools.tools_resource == authorizer.authorizer_audience == "https://tools.example.com/mcp"
+    assert tools.check_revocation is authorizer.check_revocation is False
+
+
+def test_resource_server_parameters(template):
+    parameters = template["Parameters"]
+    tools_resource = parameters["ToolsResource"]
+    assert tools_resource["Type"] == "String" and tools_resource["Default"] == ""
+    pattern = re.compile(tools_resource["AllowedPattern"])
+    for accepted in ("", "https://tools.example.com", "https://tools.example.com/mcp"):
+        assert pattern.fullmatch(accepted), accepted
+    for refused in ("http://tools.example.com", "https://tools.example.com/mcp#x", "https://x.example.com?a=1",
+                    "tools.example.com"):
+        assert not pattern.fullmatch(refused), refused
+    check = parameters["CheckRevocation"]
+    assert check["Default"] == "true" and sorted(check["AllowedValues"]) == ["false", "true"]
+    cache = parameters["AuthorizerCacheSeconds"]
+    # API Gateway: 0 disables the authorizer cache, 3600 is the most it keeps an answer
+    assert (cache["Type"], cache["Default"], cache["MinValue"], cache["MaxValue"]) == ("Number", 60, 0, 3600)
+    assert "revoked" in cache["Description"]
 
 
 def issuer_pattern(template: dict[str, Any]) -> re.Pattern[str]:
@@ -225,13 +292,15 @@ def test_issuer_parameter_defaults_to_the_api_domain(template):
 # -- outputs ------------------------------------------------------------------------------------
 def test_outputs_name_the_endpoints_the_metadata_publishes(template):
     outputs = template["Outputs"]
-    assert {"Issuer", "TokenEndpoint", "JwksUri", "MetadataUrl", "RegistrationEndpoint", "TableName",
-            "SigningKeyArn"} <= set(outputs)
+    assert {"Issuer", "TokenEndpoint", "JwksUri", "MetadataUrl", "RegistrationEndpoint", "RevocationEndpoint",
+            "IntrospectionEndpoint", "ToolsApi", "ToolsResourceMetadata", "TableName", "SigningKeyArn"} <= set(outputs)
     issuer = outputs["Issuer"]["Value"]
     assert issuer == {"Fn::If": ["HasIssuerUrl", {"Ref": "IssuerUrl"},
                                  {"Fn::Sub": "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"}]}
     for output, path in (("TokenEndpoint", TOKEN_PATH), ("JwksUri", JWKS_PATH), ("MetadataUrl", METADATA_PATHS[0]),
-                         ("RegistrationEndpoint", REGISTRATION_PATH)):
+                         ("RegistrationEndpoint", REGISTRATION_PATH), ("RevocationEndpoint", REVOCATION_PATH),
+                         ("IntrospectionEndpoint", INTROSPECTION_PATH), ("ToolsApi", TOOLS_PATH),
+                         ("ToolsResourceMetadata", TOOLS_METADATA_PATH)):
         assert outputs[output]["Value"] == {"Fn::Sub": ["${Issuer}" + path, {"Issuer": issuer}]}
     assert outputs["TableName"]["Value"] == {"Ref": "Table"}
     assert outputs["SigningKeyArn"]["Value"] == {"Fn::GetAtt": ["SigningKey", "Arn"]}

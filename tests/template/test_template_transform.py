@@ -20,6 +20,11 @@ BASIC_EXECUTION_ROLE = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecu
 # authorises one by one: UpdateItem + PutItem (register: spend the token, create the client),
 # DeleteItem + PutItem (delete: the client, its deletion mark). It uses no ConditionCheck item, so
 # no dynamodb:ConditionCheckItem; it never lists (no Query) and never signs (no KMS).
+# RevocationFunction: GetItem (the calling client; the token's client and revocation entry, read
+# by the revocation check), PutItem (the revocation entry), GetPublicKey (verifying the token).
+# IntrospectionFunction: the same reads, and no write. ToolsFunction and AuthorizerFunction: GetItem
+# (the revocation check: the token's revocation entry and client) and GetPublicKey. Only the token
+# function signs.
 EXPECTED_GRANTS = {
     "TokenFunction": {
         ("dynamodb:GetItem", "Table.Arn"),
@@ -37,6 +42,23 @@ EXPECTED_GRANTS = {
         ("dynamodb:PutItem", "Table.Arn"),
         ("dynamodb:UpdateItem", "Table.Arn"),
         ("dynamodb:DeleteItem", "Table.Arn"),
+    },
+    "RevocationFunction": {
+        ("dynamodb:GetItem", "Table.Arn"),
+        ("dynamodb:PutItem", "Table.Arn"),
+        ("kms:GetPublicKey", "SigningKey.Arn"),
+    },
+    "IntrospectionFunction": {
+        ("dynamodb:GetItem", "Table.Arn"),
+        ("kms:GetPublicKey", "SigningKey.Arn"),
+    },
+    "ToolsFunction": {
+        ("dynamodb:GetItem", "Table.Arn"),
+        ("kms:GetPublicKey", "SigningKey.Arn"),
+    },
+    "AuthorizerFunction": {
+        ("dynamodb:GetItem", "Table.Arn"),
+        ("kms:GetPublicKey", "SigningKey.Arn"),
     },
 }
 
@@ -93,13 +115,12 @@ def role_grants(transformed: dict[str, Any], function: str) -> set[tuple[str, st
 
 
 def test_transform_produces_the_deployed_resources(transformed):
-    # Given the translated template, then it holds the API, its $default stage, the three
+    # Given the translated template, then it holds the API, its $default stage, the seven
     # functions with a role each, and the dependency layer
     types = {name: resource["Type"] for name, resource in transformed["Resources"].items()}
     assert types["HttpApi"] == "AWS::ApiGatewayV2::Api"
-    assert (types["TokenFunction"] == types["DiscoveryFunction"] == types["RegistrationFunction"]
-            == "AWS::Lambda::Function")
-    assert list(types.values()).count("AWS::IAM::Role") == 3
+    assert {types[name] for name in EXPECTED_GRANTS} == {"AWS::Lambda::Function"}
+    assert list(types.values()).count("AWS::IAM::Role") == len(EXPECTED_GRANTS) == 7
     assert list(types.values()).count("AWS::Lambda::LayerVersion") == 1
     stages = resources_of_type(transformed, "AWS::ApiGatewayV2::Stage")
     assert [stage["Properties"]["StageName"] for stage in stages.values()] == ["$default"]
@@ -151,3 +172,47 @@ def test_only_the_registration_function_deploys_with_the_trusted_statement_issue
     assert env["RegistrationFunction"]["TOKENMINT_SOFTWARE_STATEMENT_ISSUERS"] == {"Ref": "SoftwareStatementIssuers"}
     assert [name for name, variables in env.items() if "TOKENMINT_SOFTWARE_STATEMENT_ISSUERS" in variables] == [
         "RegistrationFunction"]
+
+
+# -- the Lambda authorizer ------------------------------------------------------------------------
+def openapi(transformed: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document SAM generates for the HTTP API (its routes and authorizers)."""
+    return transformed["Resources"]["HttpApi"]["Properties"]["Body"]
+
+
+def test_authorizer_is_a_cached_request_authorizer_keyed_by_token_and_route(transformed):
+    # Given the HTTP API's one authorizer after the transform
+    schemes = openapi(transformed)["components"]["securitySchemes"]
+    assert list(schemes) == ["TokenmintAuthorizer"]
+    authorizer = schemes["TokenmintAuthorizer"]["x-amazon-apigateway-authorizer"]
+
+    # Then it is a REQUEST authorizer invoking AuthorizerFunction with payload 2.0 and simple responses
+    assert authorizer["type"] == "request"
+    assert authorizer["authorizerUri"]["Fn::Sub"][1] == {"__FunctionArn__": {"Fn::GetAtt": ["AuthorizerFunction",
+                                                                                          "Arn"]}}
+    assert authorizer["authorizerPayloadFormatVersion"] == "2.0"
+    assert authorizer["enableSimpleResponses"] is True
+    # whose cached answers are keyed by the token and the route, for AuthorizerCacheSeconds
+    assert authorizer["identitySource"] == ["$request.header.Authorization", "$context.routeKey"]
+    assert authorizer["authorizerResultTtlInSeconds"] == {"Ref": "AuthorizerCacheSeconds"}
+    # and no invoke role: API Gateway may invoke the function by its resource policy, for this API only
+    assert "authorizerCredentials" not in authorizer
+    permissions = [resource["Properties"] for resource in
+                   resources_of_type(transformed, "AWS::Lambda::Permission").values()
+                   if resource["Properties"]["FunctionName"] == {"Fn::GetAtt": ["AuthorizerFunction", "Arn"]}]
+    assert len(permissions) == 1
+    assert permissions[0]["Principal"] == "apigateway.amazonaws.com"
+    assert permissions[0]["SourceArn"]["Fn::Sub"][1] == {"__ApiId__": {"Ref": "HttpApi"}}
+
+
+def test_only_the_authorizer_routes_are_secured_at_the_gateway(transformed):
+    # Given the deployed routes
+    secured = {path: operation.get("security")
+               for path, operations in openapi(transformed)["paths"].items()
+               for operation in operations.values()}
+
+    # Then the authorizer guards exactly the /authorized routes, and the OAuth endpoints stay open
+    assert {path for path, security in secured.items() if security} == {"/authorized/tools/echo",
+                                                                        "/authorized/tools/time"}
+    assert secured["/authorized/tools/echo"] == secured["/authorized/tools/time"] == [{"TokenmintAuthorizer": []}]
+    assert "security" not in openapi(transformed)  # no default authorizer

@@ -29,7 +29,7 @@ def store():
 
 @pytest.fixture(autouse=True)
 def backend(store):
-    backend = runtime.Backend(Settings(issuer=ISSUER), store, store, InMemoryKeyStore(), store, clock=lambda: NOW)
+    backend = runtime.Backend(Settings(issuer=ISSUER), store, store, InMemoryKeyStore(), store, store, clock=lambda: NOW)
     runtime.install(backend)
     yield backend
     runtime.install(None)

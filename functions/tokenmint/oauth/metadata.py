@@ -12,6 +12,8 @@ from .models import SUPPORTED_AUTH_METHODS
 TOKEN_PATH = "/token"
 JWKS_PATH = "/jwks.json"
 REGISTRATION_PATH = "/register"
+REVOCATION_PATH = "/revoke"
+INTROSPECTION_PATH = "/introspect"
 METADATA_PATHS = ("/.well-known/oauth-authorization-server", "/.well-known/openid-configuration")
 
 
@@ -22,6 +24,10 @@ def authorization_server_metadata(issuer: str, scopes: Iterable[str]) -> dict[st
         "jwks_uri": issuer + JWKS_PATH,
         # RFC 7591 §3: registration needs an initial access token; it is never open.
         "registration_endpoint": issuer + REGISTRATION_PATH,
+        "revocation_endpoint": issuer + REVOCATION_PATH,  # RFC 7009
+        "revocation_endpoint_auth_methods_supported": list(SUPPORTED_AUTH_METHODS),
+        "introspection_endpoint": issuer + INTROSPECTION_PATH,  # RFC 7662
+        "introspection_endpoint_auth_methods_supported": list(SUPPORTED_AUTH_METHODS),
         "grant_types_supported": [GRANT_TYPE],
         "token_endpoint_auth_methods_supported": list(SUPPORTED_AUTH_METHODS),
         # Algorithms accepted for client assertions (RFC 7523), never "none" (RFC 8414 §2).

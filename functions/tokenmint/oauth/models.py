@@ -62,17 +62,23 @@ class RegistrationPolicy:
     resources: tuple[str, ...] | None = None  # normalised resource identifiers
     auth_methods: tuple[str, ...] | None = None
     max_secret_lifetime: int | None = None  # seconds
+    # Clients it registers may call the introspection endpoint (for these resources; None: all).
+    introspect: bool = False
+    introspect_resources: tuple[str, ...] | None = None
 
     def to_record(self) -> dict[str, Any]:
         return {"scopes": _list_or_none(self.scopes), "resources": _list_or_none(self.resources),
-                "auth_methods": _list_or_none(self.auth_methods), "max_secret_lifetime": self.max_secret_lifetime}
+                "auth_methods": _list_or_none(self.auth_methods), "max_secret_lifetime": self.max_secret_lifetime,
+                "introspect": self.introspect, "introspect_resources": _list_or_none(self.introspect_resources)}
 
     @classmethod
     def from_record(cls, record: dict[str, Any] | None) -> RegistrationPolicy:
         record = record or {}
         return cls(scopes=_optional_tuple(record.get("scopes")), resources=_optional_tuple(record.get("resources")),
                    auth_methods=_optional_tuple(record.get("auth_methods")),
-                   max_secret_lifetime=_optional_int(record.get("max_secret_lifetime")))
+                   max_secret_lifetime=_optional_int(record.get("max_secret_lifetime")),
+                   introspect=bool(record.get("introspect", False)),
+                   introspect_resources=_optional_tuple(record.get("introspect_resources")))
 
 
 def _list_or_none(value: tuple[str, ...] | None) -> list[str] | None:
@@ -129,6 +135,10 @@ class Client:
     registration_access_token_hash: str | None = None
     policy: RegistrationPolicy | None = None
     last_used_at: int | None = None
+    # Tokens of this client issued before this time are inactive (revoke-tokens, disable).
+    tokens_not_before: int | None = None
+    # Resources whose tokens this client may introspect; None: all (when ``introspect``).
+    introspect_resources: tuple[str, ...] | None = None
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -146,6 +156,8 @@ class Client:
             "registration_access_token_hash": self.registration_access_token_hash,
             "policy": None if self.policy is None else self.policy.to_record(),
             "last_used_at": self.last_used_at,
+            "tokens_not_before": self.tokens_not_before,
+            "introspect_resources": _list_or_none(self.introspect_resources),
         }
 
     @classmethod
@@ -165,6 +177,8 @@ class Client:
             registration_access_token_hash=record.get("registration_access_token_hash"),
             policy=None if record.get("policy") is None else RegistrationPolicy.from_record(record["policy"]),
             last_used_at=_optional_int(record.get("last_used_at")),
+            tokens_not_before=_optional_int(record.get("tokens_not_before")),
+            introspect_resources=_optional_tuple(record.get("introspect_resources")),
         )
 
     def with_changes(self, **changes: Any) -> Client:
@@ -178,6 +192,9 @@ class Client:
 
     def may_use(self, resource_key: str) -> bool:
         return self.resources is None or resource_key in self.resources
+
+    def may_introspect(self, resource_key: str) -> bool:
+        return self.introspect and (self.introspect_resources is None or resource_key in self.introspect_resources)
 
 
 def _plain(value: Any) -> Any:

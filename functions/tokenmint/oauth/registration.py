@@ -352,6 +352,7 @@ class ClientRegistrationEndpoint:
         registered = {name: value for name, value in metadata.model_dump(
             include={"contacts", "software_id", "software_version", "jwks", "jwks_uri"}).items() if value is not None}
         return replace(client, scopes=scopes, name=metadata.client_name, resources=policy.resources,
+                       introspect=policy.introspect, introspect_resources=policy.introspect_resources,
                        metadata={**registered, **extra})
 
     @staticmethod

@@ -6,6 +6,7 @@
 | deleted-client mark   | CLIENT#<client_id> | DELETED  |                       | mark expiry    |
 | resource              | RESOURCE           | <key>    |                       |                |
 | initial access token  | IAT#<hash>         | IAT      | IAT / <token_id>      | expiry + 1 day |
+| revoked access token  | JTI#<jti>          | REVOKED  |                       | token's exp    |
 
 Clients live in their own partitions (each token reads one); the few resources share one
 partition so that a single Query loads the whole registry into the token function's cache.
@@ -27,6 +28,7 @@ CLIENT_SK = "CLIENT"
 DELETED_SK = "DELETED"
 RESOURCE_PK = "RESOURCE"
 IAT_SK = "IAT"
+REVOKED_SK = "REVOKED"
 GSI1 = "gsi1"
 NULL = {":null": {"S": "NULL"}}  # for attribute_type(x, :null)
 
@@ -152,6 +154,16 @@ class DynamoDbStore:
                                                   **NULL})
         except ConflictError:
             pass  # another request recorded a use just now
+
+    # -- revocation -----------------------------------------------------------------------------
+    def revoke_token(self, jti: str, client_id: str, expires_at: int) -> None:
+        item = to_item({"client_id": client_id}, pk=f"JTI#{jti}", sk=REVOKED_SK)
+        item["ttl"] = {"N": str(expires_at)}
+        self._call("put_item", Item=item)
+
+    def is_token_revoked(self, jti: str) -> bool:
+        item = self._call("get_item", Key=self._key(f"JTI#{jti}", REVOKED_SK), ConsistentRead=True).get("Item")
+        return bool(item) and int(item["ttl"]["N"]) > time.time()  # TTL deletes lazily
 
     # -- initial access tokens ------------------------------------------------------------------
     def _token_item(self, token: InitialAccessToken) -> dict[str, Any]:

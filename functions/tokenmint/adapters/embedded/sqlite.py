@@ -23,6 +23,9 @@ CREATE TABLE IF NOT EXISTS signing_keys (
 CREATE TABLE IF NOT EXISTS initial_access_tokens (
     hash TEXT PRIMARY KEY, token_id TEXT UNIQUE NOT NULL, uses INTEGER NOT NULL, record TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS revoked_tokens (
+    jti TEXT PRIMARY KEY, client_id TEXT NOT NULL, expires_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS deleted_clients (
     client_id TEXT PRIMARY KEY, not_before INTEGER NOT NULL, expires_at INTEGER NOT NULL
 );
@@ -118,6 +121,18 @@ class SqliteStore:
         self._db.execute(
             "UPDATE clients SET record = json_set(record, '$.last_used_at', ?) WHERE client_id = ? AND "
             "coalesce(json_extract(record, '$.last_used_at'), 0) <= ?", (now, client_id, now - resolution))
+
+    # -- revocation -----------------------------------------------------------------------------
+    def revoke_token(self, jti: str, client_id: str, expires_at: int) -> None:
+        with self._db.transaction() as conn:  # expired entries go as new ones come (DynamoDB: TTL)
+            conn.execute("DELETE FROM revoked_tokens WHERE expires_at <= CAST(strftime('%s','now') AS INTEGER)")
+            conn.execute("INSERT OR REPLACE INTO revoked_tokens (jti, client_id, expires_at) VALUES (?, ?, ?)",
+                         (jti, client_id, expires_at))
+
+    def is_token_revoked(self, jti: str) -> bool:
+        row = self._db.execute("SELECT 1 FROM revoked_tokens WHERE jti = ? AND expires_at > "
+                               "CAST(strftime('%s','now') AS INTEGER)", (jti,)).fetchone()
+        return row is not None
 
     # -- initial access tokens ------------------------------------------------------------------
     def create_initial_access_token(self, token: InitialAccessToken) -> None:

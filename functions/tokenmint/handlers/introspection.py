@@ -1,0 +1,37 @@
+"""Introspection endpoint (RFC 7662 §2): POST /introspect → the token's state, for permitted callers."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.logging import correlation_paths
+
+from .. import runtime
+from ..oauth.errors import OAuthError
+from ..oauth.metadata import INTROSPECTION_PATH
+from ..oauth.revocation import TokenStatusEndpoints
+from ..observability import audit, logger
+from . import http
+
+app = http.create_resolver()
+http.allow_only(app, INTROSPECTION_PATH, ("POST",))
+
+
+@app.post(INTROSPECTION_PATH)
+def handle_introspection() -> Response:
+    backend = runtime.backend()
+    endpoints = TokenStatusEndpoints(backend.clients, backend.revocations, backend.keys, backend.clock)
+    try:
+        result = endpoints.introspect(http.form_body(app), http.header(app, "authorization"),
+                                      http.issuer_of(app, backend.settings.issuer))
+    except OAuthError as exc:
+        audit("token.introspection_denied", exc.error, client_id=exc.client_id, reason=exc.description,
+              **http.source(app))
+        raise
+    audit("token.introspected", "success", client_id=result.caller.client_id, active=result.body["active"],
+          jti=result.body.get("jti"), **http.source(app))
+    return http.json_response(200, result.body, http.NO_STORE)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+def lambda_handler(event: dict, context: object) -> dict:
+    return app.resolve(event, context)

@@ -1,0 +1,37 @@
+"""Revocation endpoint (RFC 7009 §2): POST /revoke → 200, whatever the token was."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.logging import correlation_paths
+
+from .. import runtime
+from ..oauth.errors import OAuthError
+from ..oauth.metadata import REVOCATION_PATH
+from ..oauth.revocation import TokenStatusEndpoints
+from ..observability import audit, logger
+from . import http
+
+app = http.create_resolver()
+http.allow_only(app, REVOCATION_PATH, ("POST",))
+
+
+@app.post(REVOCATION_PATH)
+def handle_revocation() -> Response:
+    backend = runtime.backend()
+    endpoints = TokenStatusEndpoints(backend.clients, backend.revocations, backend.keys, backend.clock)
+    try:
+        result = endpoints.revoke(http.form_body(app), http.header(app, "authorization"),
+                                  http.issuer_of(app, backend.settings.issuer))
+    except OAuthError as exc:
+        audit("token.revocation_denied", exc.error, client_id=exc.client_id, reason=exc.description,
+              **http.source(app))
+        raise
+    audit("token.revoked" if result.revoked_jti else "token.revocation_ignored", "success",
+          client_id=result.client.client_id, jti=result.revoked_jti, **http.source(app))
+    return Response(status_code=200, headers=http.NO_STORE, body="")
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+def lambda_handler(event: dict, context: object) -> dict:
+    return app.resolve(event, context)

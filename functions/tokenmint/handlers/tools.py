@@ -1,0 +1,101 @@
+"""A sample protected resource: an "agent tools" API whose tools each need one scope, as MCP
+recommends (one scope per tool). It shows both ways tokenmint protects an API:
+
+- ``/tools/{tool}``: the function verifies the token itself (``tokenmint.verifier``) and answers
+  401/403 with RFC 6750 / RFC 9728 challenges (``resource_metadata``, ``insufficient_scope``), which
+  MCP clients need to discover the authorization server;
+- ``/authorized/tools/<tool>``: API Gateway's Lambda authorizer (handlers/authorizer.py) has
+  already decided, and passes the client and scopes in the request context.
+
+``/.well-known/oauth-protected-resource/tools`` serves its RFC 9728 metadata.
+"""
+
+from __future__ import annotations
+
+import time
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.logging import correlation_paths
+
+from .. import runtime
+from ..verifier import LocalKeys, StoreRevocationCheck, TokenRejected, TokenVerifier, bearer_token
+from ..observability import audit, logger
+from . import http
+
+TOOLS_PATH = "/tools"
+METADATA_PATH = "/.well-known/oauth-protected-resource" + TOOLS_PATH
+TOOLS = {"echo": "tools:echo", "time": "tools:time"}  # tool → the one scope it needs
+
+app = http.create_resolver()
+http.allow_only(app, METADATA_PATH, ("GET",))
+
+
+def resource_identifier() -> str:
+    settings = runtime.backend().settings
+    return settings.tools_resource or http.issuer_of(app, settings.issuer) + TOOLS_PATH
+
+
+def resource_metadata_url() -> str:
+    """Where this function serves its RFC 9728 metadata. For the default identifier
+    (<issuer>/tools) that is also the §3.1 location (well-known path between host and path); a
+    challenge names the URL explicitly (§5.1), so a custom identifier still leads clients there."""
+    return http.issuer_of(app, runtime.backend().settings.issuer) + METADATA_PATH
+
+
+@app.route(METADATA_PATH, method=["GET", "HEAD"])
+def handle_resource_metadata() -> Response:
+    settings = runtime.backend().settings
+    metadata = {
+        "resource": resource_identifier(),
+        "authorization_servers": [http.issuer_of(app, settings.issuer)],
+        "scopes_supported": sorted(TOOLS.values()),
+        "bearer_methods_supported": ["header"],
+        "resource_name": "tokenmint sample agent tools",
+    }
+    return http.json_response(200, metadata, {"Cache-Control": "public, max-age=300"})
+
+
+def _run(tool: str, client_id: str) -> Response:
+    if tool == "echo":
+        body = http.raw_body(app, 4096).decode("utf-8", "replace")
+        return http.json_response(200, {"tool": "echo", "client_id": client_id, "echo": body})
+    return http.json_response(200, {"tool": "time", "client_id": client_id, "time": int(time.time())})
+
+
+def _refuse(rejected: TokenRejected, presented: bool) -> Response:
+    challenge = rejected.challenge(resource_metadata_url()) if presented else (
+        f'Bearer realm="tokenmint", resource_metadata="{resource_metadata_url()}"')
+    audit("resource.denied", rejected.error, reason=rejected.description, **http.source(app))
+    return http.json_response(rejected.status_code, {"error": rejected.error, "error_description": rejected.description},
+                              {"WWW-Authenticate": challenge, "Cache-Control": "no-store"})
+
+
+@app.route(TOOLS_PATH + "/<tool>", method=["GET", "POST"])
+def handle_tool(tool: str) -> Response:
+    backend = runtime.backend()
+    revocation = StoreRevocationCheck(backend.clients, backend.revocations) if backend.settings.check_revocation else None
+    verifier = TokenVerifier(issuer=http.issuer_of(app, backend.settings.issuer), audience=resource_identifier(),
+                             keys=LocalKeys(backend.keys.public_jwks), revocation=revocation)
+    authorization = http.header(app, "authorization")
+    try:
+        verified = verifier.verify(bearer_token(authorization), required_scopes=(TOOLS[tool],) if tool in TOOLS else ())
+    except TokenRejected as rejected:
+        return _refuse(rejected, presented=bool(authorization))
+    if tool not in TOOLS:
+        return http.json_response(404, {"error": "invalid_request", "error_description": f"no tool {tool!r}"},
+                                  http.NO_STORE)
+    return _run(tool, verified.client_id)
+
+
+@app.route("/authorized" + TOOLS_PATH + "/<tool>", method=["GET", "POST"])
+def handle_authorized_tool(tool: str) -> Response:
+    # Reached only through the Lambda authorizer, which checked the route's scope.
+    context = (app.current_event.get("requestContext", {}).get("authorizer") or {}).get("lambda") or {}
+    if tool not in TOOLS or "client_id" not in context:
+        return http.json_response(404, {"error": "invalid_request", "error_description": "no such tool"})
+    return _run(tool, context["client_id"])
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+def lambda_handler(event: dict, context: object) -> dict:
+    return app.resolve(event, context)

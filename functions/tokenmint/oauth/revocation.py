@@ -1,0 +1,89 @@
+"""Token revocation (RFC 7009) and introspection (RFC 7662) of tokenmint's own access tokens.
+
+Both authenticate the calling client as the token endpoint does (RFC 6749 §2.3.1). A token is
+checked with the server's current published keys, so a key removed from the JWKS (emergency
+rollover) makes its tokens inactive too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..verifier import LocalKeys, StoreRevocationCheck, TokenRejected, TokenVerifier, VerifiedToken
+from .client_auth import authenticate_client, extract_credentials
+from .errors import InvalidRequestError, OAuthError
+from .resource import normalize_resource_identifier
+
+if TYPE_CHECKING:
+    from ..ports import ClientStore, Clock, KeyStore, RevocationStore
+    from .form import Form
+    from .models import Client
+
+INACTIVE = {"active": False}
+
+
+class AccessDeniedError(OAuthError):
+    """An authenticated client asked for something it is not allowed to do."""
+
+    error = "unauthorized_client"
+    status_code = 403
+
+
+@dataclass(frozen=True)
+class RevocationResult:
+    client: Client
+    revoked_jti: str | None  # None: nothing of this client's to revoke (still a 200, §2.2)
+
+
+@dataclass(frozen=True)
+class IntrospectionResult:
+    caller: Client
+    body: dict[str, Any]
+
+
+class TokenStatusEndpoints:
+    """The revocation (RFC 7009 §2) and introspection (RFC 7662 §2) endpoints."""
+
+    def __init__(self, clients: ClientStore, revocations: RevocationStore, keys: KeyStore, clock: Clock) -> None:
+        self._clients, self._revocations, self._keys, self._clock = clients, revocations, keys, clock
+
+    def _authenticate(self, form: Form, authorization: str | None) -> tuple[Client, str]:
+        token = form.get("token")  # §2.1 both: required; a hint (access_token or not) changes nothing
+        if token is None:
+            raise InvalidRequestError("token is required")
+        client = authenticate_client(extract_credentials(form, authorization), self._clients, int(self._clock()))
+        return client, token
+
+    def _verify(self, token: str, issuer: str) -> VerifiedToken | None:
+        verifier = TokenVerifier(issuer=issuer, audience=None, keys=LocalKeys(self._keys.public_jwks),
+                                 revocation=StoreRevocationCheck(self._clients, self._revocations))
+        try:
+            return verifier.verify(token)
+        except TokenRejected:
+            return None
+
+    def revoke(self, form: Form, authorization: str | None, issuer: str) -> RevocationResult:
+        """§2.1: a client revokes its own token. Invalid, expired, already revoked and other clients'
+        tokens get the same 200 (§2.2), so the answer reveals nothing about them."""
+        client, token = self._authenticate(form, authorization)
+        verified = self._verify(token, issuer)
+        if verified is None or verified.client_id != client.client_id:
+            return RevocationResult(client, None)
+        self._revocations.revoke_token(verified.jti, client.client_id, verified.expires_at)
+        return RevocationResult(client, verified.jti)
+
+    def introspect(self, form: Form, authorization: str | None, issuer: str) -> IntrospectionResult:
+        """§2.2: ``active`` and the token's claims, for callers allowed to introspect its audience;
+        ``{"active": false}`` for anything else, including tokens of audiences the caller may not see."""
+        caller, token = self._authenticate(form, authorization)
+        if not caller.introspect:
+            raise AccessDeniedError("this client may not call the introspection endpoint", client_id=caller.client_id)
+        verified = self._verify(token, issuer)
+        if verified is None or not caller.may_introspect(normalize_resource_identifier(verified.audience)):
+            return IntrospectionResult(caller, dict(INACTIVE))
+        claims = verified.claims
+        body = {"active": True, "token_type": "Bearer",
+                **{name: claims[name] for name in ("client_id", "sub", "scope", "aud", "iss", "exp", "iat", "jti", "nbf")
+                   if name in claims}}
+        return IntrospectionResult(caller, body)

@@ -1,0 +1,294 @@
+"""Access token verification for resource servers (RFC 9068 §4, RFC 6750 §3.1), usable by any
+Python workload: an API, an MCP server (see :class:`McpTokenVerifier`), a Lambda authorizer.
+
+A token is accepted when its signature verifies with a key from the issuer's JWKS, its header is
+``typ: at+jwt``, ``iss`` is the issuer, ``aud`` is exactly this resource, it is within its
+lifetime (with a small skew), and it carries the required scopes. Revocation is checked only when
+a :class:`RevocationCheck` is given; without one, a revoked token stays valid until it expires.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import jwt
+
+from .oauth.access_token import ACCESS_TOKEN_TYP
+
+ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
+_KEY_TYPES = {"RS256": "RSA", "PS256": "RSA", "ES256": "EC", "EdDSA": "OKP"}
+DEFAULT_LEEWAY = 30  # seconds of clock skew tolerated on exp, nbf and iat
+MAX_TOKEN_LENGTH = 8192
+
+
+class TokenRejected(Exception):
+    """Why a request's token is refused, as RFC 6750 §3.1 names it: ``invalid_token`` (401) or
+    ``insufficient_scope`` (403, with the ``scope`` the request needs)."""
+
+    def __init__(self, error: str, description: str, scope: str | None = None) -> None:
+        super().__init__(description)
+        self.error, self.description, self.scope = error, description, scope
+
+    @property
+    def status_code(self) -> int:
+        return 403 if self.error == "insufficient_scope" else 401
+
+    def challenge(self, resource_metadata: str | None = None) -> str:
+        """The ``WWW-Authenticate`` value (RFC 6750 §3, RFC 9728 §5.1)."""
+        parts = ['Bearer realm="tokenmint"', f'error="{self.error}"', f'error_description="{self.description}"']
+        if self.scope:
+            parts.append(f'scope="{self.scope}"')
+        if resource_metadata:
+            parts.append(f'resource_metadata="{resource_metadata}"')
+        return ", ".join(parts)
+
+
+def invalid(description: str) -> TokenRejected:
+    return TokenRejected("invalid_token", description)
+
+
+@dataclass(frozen=True)
+class VerifiedToken:
+    claims: dict[str, Any]
+    token: str = field(repr=False)  # the bearer credential itself: never log it
+
+    @property
+    def client_id(self) -> str:
+        return str(self.claims["client_id"])
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        return tuple(str(self.claims.get("scope", "")).split())
+
+    @property
+    def audience(self) -> str:
+        return str(self.claims["aud"])
+
+    @property
+    def jti(self) -> str:
+        return str(self.claims["jti"])
+
+    @property
+    def issued_at(self) -> int:
+        return int(self.claims["iat"])
+
+    @property
+    def expires_at(self) -> int:
+        return int(self.claims["exp"])
+
+
+class KeySource(Protocol):
+    def key(self, kid: str | None) -> jwt.PyJWK | None:
+        """The verification key for ``kid`` (refreshing if it is unknown), or None."""
+
+
+def _select(keys: list[dict[str, Any]], kid: str | None) -> jwt.PyJWK | None:
+    for jwk in keys:
+        if kid is None or jwk.get("kid") == kid:
+            try:
+                key = jwt.PyJWK(jwk)
+            except (jwt.PyJWTError, ValueError, TypeError):
+                continue
+            key.declared_alg = jwk.get("alg")  # PyJWK fills in a default when the JWK names none
+            return key
+    return None
+
+
+@dataclass
+class LocalKeys:
+    """Keys from a callable (the authorization server's own key store, or a fixed list)."""
+
+    public_jwks: Callable[[], list[dict[str, Any]]]
+
+    def key(self, kid: str | None) -> jwt.PyJWK | None:
+        return _select(self.public_jwks(), kid)
+
+
+@dataclass
+class RemoteJwks:
+    """The issuer's ``jwks_uri``, cached ``ttl`` seconds and re-fetched at once for an unknown
+    ``kid`` (at most every ``min_refresh_interval`` seconds), so a rotated key is picked up
+    without letting made-up kids trigger a fetch per request. A failed fetch keeps the old keys."""
+
+    url: str
+    ttl: float = 300.0
+    min_refresh_interval: float = 10.0
+    timeout: float = 3.0
+    max_bytes: int = 64 * 1024
+    clock: Callable[[], float] = time.monotonic
+    _keys: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    _fetched_at: float = field(default=float("-inf"), repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def _refresh(self) -> None:
+        with self._lock:
+            if self.clock() - self._fetched_at < self.min_refresh_interval:
+                return
+            self._fetched_at = self.clock()
+            try:
+                request = urllib.request.Request(self.url, headers={"Accept": "application/json"})
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+                    document = json.loads(response.read(self.max_bytes + 1)[: self.max_bytes])
+                keys = document.get("keys")
+                if isinstance(keys, list):
+                    self._keys = [k for k in keys if isinstance(k, dict)]
+            except (OSError, ValueError):
+                pass  # keep serving the keys we have; the next refresh tries again
+
+    def key(self, kid: str | None) -> jwt.PyJWK | None:
+        if self.clock() - self._fetched_at >= self.ttl:
+            self._refresh()
+        found = _select(self._keys, kid)
+        if found is None:
+            self._refresh()
+            found = _select(self._keys, kid)
+        return found
+
+
+class RevocationCheck(Protocol):
+    def is_revoked(self, token: VerifiedToken) -> bool: ...
+
+
+class TokenVerifier:
+    """Verifies access tokens for one resource (``audience``); None: any audience (introspection)."""
+
+    def __init__(self, *, issuer: str, audience: str | None, keys: KeySource,
+                 algorithms: Iterable[str] = ALGORITHMS, leeway: int = DEFAULT_LEEWAY,
+                 revocation: RevocationCheck | None = None) -> None:
+        self.issuer, self.audience, self._keys = issuer, audience, keys
+        self._algorithms = tuple(a for a in algorithms if a in ALGORITHMS)  # never none or HMAC
+        self._leeway, self._revocation = leeway, revocation
+
+    def verify(self, token: str, required_scopes: Iterable[str] = ()) -> VerifiedToken:
+        if not token or len(token) > MAX_TOKEN_LENGTH:
+            raise invalid("the access token is malformed")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise invalid("the access token is malformed") from None
+        if str(header.get("typ", "")).lower() not in (ACCESS_TOKEN_TYP, "application/" + ACCESS_TOKEN_TYP):
+            raise invalid("the token is not a JWT access token (typ at+jwt)")
+        alg = header.get("alg")
+        if alg not in self._algorithms:
+            raise invalid("the token's signing algorithm is not accepted")
+        kid = header.get("kid")
+        key = self._keys.key(kid if isinstance(kid, str) else None)
+        if key is None:
+            raise invalid("the token was not signed by a key of this issuer")
+        # No algorithm confusion: the header's alg must fit the key's type and its declared alg.
+        declared = getattr(key, "declared_alg", None)
+        if key.key_type != _KEY_TYPES[alg] or (declared and declared != alg):
+            raise invalid("the token's algorithm does not match its key")
+        try:
+            claims = jwt.decode(
+                token, key.key, algorithms=[alg], issuer=self.issuer, audience=self.audience, leeway=self._leeway,
+                options={"require": ["iss", "sub", "aud", "exp", "iat", "jti"], "verify_aud": self.audience is not None})
+        except jwt.ExpiredSignatureError:
+            raise invalid("the access token has expired") from None
+        except jwt.ImmatureSignatureError:
+            raise invalid("the access token is not yet valid") from None
+        except jwt.InvalidAudienceError:
+            raise invalid("the access token is for another resource") from None
+        except (jwt.PyJWTError, TypeError, ValueError):
+            raise invalid("the access token is invalid") from None
+        if not isinstance(claims.get("client_id"), str) or not isinstance(claims.get("scope", ""), str):
+            raise invalid("the access token lacks RFC 9068 claims")
+        verified = VerifiedToken(claims, token)
+        if self._revocation is not None and self._revocation.is_revoked(verified):
+            raise invalid("the access token has been revoked")
+        missing = [s for s in required_scopes if s not in verified.scopes]
+        if missing:
+            raise TokenRejected("insufficient_scope", "the access token lacks a required scope",
+                                scope=" ".join(required_scopes))
+        return verified
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer`` header (RFC 6750 §2.1)."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise TokenRejected("invalid_token", "a Bearer access token is required")
+    return token.strip()
+
+
+@dataclass
+class StoreRevocationCheck:
+    """Revocation read from the authorization server's own store (same account/table): revoked
+    ``jti``, and a client that is deleted, disabled or revoked all its tokens issued before."""
+
+    clients: Any  # ClientStore
+    revocations: Any  # RevocationStore
+
+    def is_revoked(self, token: VerifiedToken) -> bool:
+        if self.revocations.is_token_revoked(token.jti):
+            return True
+        client = self.clients.get_client(token.client_id)
+        if client is None or client.disabled:
+            return True
+        return client.tokens_not_before is not None and token.issued_at < client.tokens_not_before
+
+
+@dataclass
+class IntrospectionRevocationCheck:
+    """Revocation through the issuer's introspection endpoint (RFC 7662), as a client with the
+    introspection permission. Answers are cached ``cache_seconds`` per token; if the endpoint
+    cannot be reached the token is refused (fail closed)."""
+
+    endpoint: str
+    client_id: str
+    client_secret: str
+    cache_seconds: float = 10.0
+    timeout: float = 3.0
+    clock: Callable[[], float] = time.monotonic
+    _cache: dict[str, tuple[float, bool]] = field(default_factory=dict, repr=False)
+
+    def is_revoked(self, token: VerifiedToken) -> bool:
+        now = self.clock()
+        cached = self._cache.get(token.jti)
+        if cached and now - cached[0] < self.cache_seconds:
+            return cached[1]
+        import base64
+        from urllib.parse import quote, urlencode
+
+        pair = f"{quote(self.client_id, safe='')}:{quote(self.client_secret, safe='')}".encode()
+        request = urllib.request.Request(
+            self.endpoint, data=urlencode({"token": token.token, "token_type_hint": "access_token"}).encode(),
+            headers={"Authorization": "Basic " + base64.b64encode(pair).decode(),
+                     "Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+                active = json.loads(response.read(65536)).get("active") is True
+        except (OSError, ValueError):
+            raise invalid("the token's revocation status cannot be checked") from None
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[token.jti] = (now, not active)
+        return not active
+
+
+class McpTokenVerifier:
+    """The MCP Python SDK's ``TokenVerifier`` (``mcp.server.auth.provider``) backed by tokenmint:
+    pass it as ``token_verifier`` to an MCP server whose ``AuthSettings`` name the tokenmint issuer.
+    The SDK's own ``required_scopes`` and per-tool checks apply on top."""
+
+    def __init__(self, verifier: TokenVerifier) -> None:
+        self._verifier = verifier
+
+    async def verify_token(self, token: str) -> Any:
+        import anyio
+        from mcp.server.auth.provider import AccessToken
+
+        try:  # JWKS fetching and revocation checks block: keep them off the event loop
+            verified = await anyio.to_thread.run_sync(self._verifier.verify, token)
+        except TokenRejected:
+            return None
+        return AccessToken(token=token, client_id=verified.client_id, scopes=list(verified.scopes),
+                           expires_at=verified.expires_at, resource=verified.audience,
+                           subject=verified.claims.get("sub"),
+                           claims={k: v for k, v in verified.claims.items() if k != "scope"})
