@@ -30,6 +30,12 @@ def validate_issuer(issuer: str) -> str:
     return issuer.rstrip("/")
 
 
+def issuer_for(configured: str | None, domain_name: str) -> str:
+    """The configured issuer, or https://<the API's domain> as API Gateway reports it in the request
+    context (set by API Gateway, not by the client's Host header)."""
+    return configured or "https://" + domain_name
+
+
 @dataclass(frozen=True)
 class Settings:
     backend: str = "embedded"

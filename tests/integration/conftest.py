@@ -6,6 +6,8 @@ from moto import mock_aws
 
 from support.template import kms_key_spec, table_create_kwargs
 from tokenmint.adapters.aws.clients import aws_client
+from tokenmint.adapters.aws.dynamodb import DynamoDbStore
+from tokenmint.adapters.embedded.sqlite import SqliteDatabase, SqliteStore
 
 TABLE = "tokenmint-test"
 
@@ -34,3 +36,12 @@ def kms_key(aws):
     def create(alg: str = "RS256") -> str:
         return boto3.client("kms").create_key(KeySpec=kms_key_spec(alg), KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
     return create
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def store(request, tmp_path):
+    """Each backend's store, for the behaviour both must share."""
+    if request.param == "sqlite":
+        return SqliteStore(SqliteDatabase(tmp_path / "tokenmint.db"))
+    table = request.getfixturevalue("table")
+    return DynamoDbStore(aws_client("dynamodb"), table)

@@ -10,9 +10,6 @@ import pytest
 
 from support.fakes import InMemoryKeyStore
 from tokenmint import admin
-from tokenmint.adapters.aws.clients import aws_client
-from tokenmint.adapters.aws.dynamodb import DynamoDbStore
-from tokenmint.adapters.embedded.sqlite import SqliteDatabase, SqliteStore
 from tokenmint.oauth.client_credentials import ClientCredentialsGrant
 from tokenmint.oauth.errors import InvalidClientError, InvalidTokenError
 from tokenmint.oauth.form import parse_form
@@ -22,14 +19,6 @@ from tokenmint.oauth.registration import ClientRegistrationEndpoint
 ISSUER = "https://as.example.com"
 API = "https://api.example.com/mcp"
 START = 1_800_000_000
-
-
-@pytest.fixture(params=["sqlite", "dynamodb"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        return SqliteStore(SqliteDatabase(tmp_path / "tokenmint.db"))
-    table = request.getfixturevalue("table")
-    return DynamoDbStore(aws_client("dynamodb"), table)
 
 
 class World:

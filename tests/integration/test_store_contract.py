@@ -4,8 +4,6 @@ import threading
 
 import pytest
 
-from tokenmint.adapters.aws.clients import aws_client
-from tokenmint.adapters.aws.dynamodb import DynamoDbStore
 from tokenmint.adapters.cache import CachedResourceStore
 from tokenmint.adapters.embedded.sqlite import SqliteDatabase, SqliteStore
 from tokenmint.oauth.models import Client, ClientSecret, InitialAccessToken, RegistrationPolicy, Resource
@@ -19,14 +17,6 @@ def racing_store(tmp_path):
     service guarantee. DynamoDB's conditions themselves are covered by the sequential conflict
     tests (stale version, spent token), which run on both backends."""
     return SqliteStore(SqliteDatabase(tmp_path / "tokenmint.db"))
-
-
-@pytest.fixture(params=["sqlite", "dynamodb"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        return SqliteStore(SqliteDatabase(tmp_path / "tokenmint.db"))
-    table = request.getfixturevalue("table")
-    return DynamoDbStore(aws_client("dynamodb"), table)
 
 
 def a_client(client_id: str = "tmc_1", **fields) -> Client:

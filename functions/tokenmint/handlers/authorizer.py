@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import runtime
+from ..config import issuer_for
 from ..observability import audit, logger
 from ..verifier import LocalKeys, StoreRevocationCheck, TokenRejected, TokenVerifier, bearer_token
 
@@ -34,7 +35,7 @@ def lambda_handler(event: dict, context: object) -> dict:
     if required is None:  # a route nobody configured is closed, not open
         audit("authorizer.denied", "unconfigured_route", **source)
         return _deny()
-    issuer = settings.issuer or "https://" + str(request.get("domainName", ""))
+    issuer = issuer_for(settings.issuer, str(request.get("domainName", "")))
     audience = settings.authorizer_audience or settings.tools_resource or issuer + "/tools"
     revocation = StoreRevocationCheck(backend.clients, backend.revocations) if settings.check_revocation else None
     verifier = TokenVerifier(issuer=issuer, audience=audience, keys=LocalKeys(backend.keys.public_jwks),

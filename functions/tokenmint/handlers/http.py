@@ -11,6 +11,7 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
+from ..config import issuer_for
 from ..oauth.errors import (
     InvalidRequestError,
     MethodNotAllowedError,
@@ -102,10 +103,7 @@ def header(app: APIGatewayHttpResolver, name: str) -> str | None:
 
 
 def issuer_of(app: APIGatewayHttpResolver, configured: str | None) -> str:
-    """The configured issuer, or https://<the API's domain> as API Gateway reports it."""
-    if configured:
-        return configured
-    return "https://" + app.current_event.request_context.domain_name
+    return issuer_for(configured, app.current_event.request_context.domain_name)
 
 
 def source(app: APIGatewayHttpResolver) -> dict[str, str | None]:

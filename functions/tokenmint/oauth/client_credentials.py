@@ -10,7 +10,7 @@ from .access_token import AccessToken, issue_access_token
 from .client_auth import authenticate_client, extract_credentials
 from .errors import InvalidRequestError, InvalidScopeError, InvalidTargetError, UnsupportedGrantTypeError
 from .resource import normalize_resource_identifier, select_resource
-from .scope import format_scope, grant_scopes, parse_scope
+from .scope import grant_scopes, parse_scope
 
 if TYPE_CHECKING:
     from ..ports import ClientStore, Clock, KeyStore, ResourceStore

@@ -42,6 +42,3 @@ def grant_scopes(requested: tuple[str, ...] | None, granted: Iterable[str],
         return tuple(s for s in defined if s in allowed)
     return tuple(s for s in requested if s in allowed)
 
-
-def format_scope(scopes: Iterable[str]) -> str:
-    return " ".join(scopes)
