@@ -83,7 +83,6 @@ def _table(rows: list[list[str]], header: list[str]) -> None:
 # -- commands -------------------------------------------------------------------------------------
 def cmd_serve(args: argparse.Namespace) -> int:
     from . import runtime
-    from .adapters.embedded.local_keys import LocalKeyStore
     from .server import make_server
 
     server = make_server(args.host, args.port)
@@ -94,8 +93,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                            for route, scopes in SAMPLE_AUTHORIZER_ROUTES.items()})
     issuer = settings.issuer or ""
     backend = runtime.open_backend(settings)
-    assert isinstance(backend.keys, LocalKeyStore)
-    backend.keys.ensure_active_key(settings.signing_alg)
+    backend.key_ring.ensure_alg()
     runtime.install(backend)
     print(f"tokenmint {settings.signing_alg} authorization server on {issuer} (data: {args.data_dir})")
     print(f"  metadata: {issuer}/.well-known/oauth-authorization-server")
@@ -235,6 +233,53 @@ def cmd_iat_list(args: argparse.Namespace) -> int:
     else:
         _table([[t.token_id, f"{t.uses}/{t.max_uses or '∞'}", _when(t.expires_at) if t.expires_at else "never",
                  t.description or ""] for t in tokens], ["TOKEN_ID", "USES", "EXPIRES", "DESCRIPTION"])
+    return 0
+
+
+def _key_ring(args: argparse.Namespace) -> Any:
+    """The key lifecycle of the embedded data dir or of the deployed stack (--backend aws)."""
+    from . import runtime
+
+    if args.backend == "aws":
+        table = args.table or os.environ.get("TOKENMINT_TABLE")
+        key_id = args.signing_key_id or os.environ.get("TOKENMINT_SIGNING_KEY_ID")
+        if not table or not key_id or not args.stack:
+            raise admin.AdminError("--backend aws needs --table, --signing-key-id (stack outputs TableName, "
+                                   "SigningKeyArn) and --stack (the stack name that tags its keys)")
+        replicas = tuple(r for r in (args.replica_regions or "").split(",") if r)
+        settings = Settings(backend="aws", table_name=table, signing_key_id=key_id, region=args.region,
+                            stack_name=args.stack, signing_alg=args.alg, key_replica_regions=replicas)
+    else:
+        settings = Settings(backend="embedded", data_dir=args.data_dir, signing_alg=args.alg)
+    return runtime.open_backend(settings).key_ring
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    records = _key_ring(args).registry.list_keys()
+    views = [{"kid": r.kid, "alg": r.alg, "state": r.state, "created_at": r.created_at,
+              "activated_at": r.activated_at, "retiring_since": r.retiring_since, "compromised": r.compromised,
+              "key_ref": r.key_ref} for r in records]
+    if args.json:
+        _print_json(views)
+    else:
+        _table([[v["kid"] or "(pending)", v["alg"], v["state"] + (" (compromised)" if v["compromised"] else ""),
+                 _when(v["created_at"]), _when(v["activated_at"])] for v in views],
+               ["KID", "ALG", "STATE", "CREATED", "ACTIVATED"])
+    return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    actions = _key_ring(args).rotate(force=args.force)
+    print("\n".join(actions) if actions else "nothing to do: no rotation is due (use --force to start one)")
+    return 0
+
+
+def cmd_keys_rollover(args: argparse.Namespace) -> int:
+    new = _key_ring(args).rollover(compromised=args.compromised)
+    if args.compromised:
+        print(f"{new.kid} signs now; the previous key is out of the JWKS and disabled: its tokens are invalid")
+    else:
+        print(f"{new.kid} signs now; the previous key stays published until its tokens expire")
     return 0
 
 
@@ -399,6 +444,27 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(func=cmd_iat_list)
     for sub in (create, listing):
         _add_backend_options(sub)
+
+    keys = commands.add_parser("keys", help="signing keys: list, rotate, roll over")
+    key_commands = keys.add_subparsers(dest="action", required=True)
+    listing = key_commands.add_parser("list", help="every key with its state (next, active, retiring, retired)")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_keys_list)
+    rotate = key_commands.add_parser("rotate", help="run one step of the scheduled rotation now")
+    rotate.add_argument("--force", action="store_true", help="start a new rotation even if none is due")
+    rotate.set_defaults(func=cmd_keys_rotate)
+    rollover = key_commands.add_parser("rollover", help="make a new key sign at once")
+    rollover.add_argument("--compromised", action="store_true",
+                          help="also remove the old key from the JWKS now, invalidating its tokens")
+    rollover.set_defaults(func=cmd_keys_rollover)
+    for sub in (listing, rotate, rollover):
+        _add_backend_options(sub)
+        sub.add_argument("--alg", default=os.environ.get("TOKENMINT_SIGNING_ALG", "RS256"),
+                         choices=("RS256", "PS256", "ES256", "EdDSA"), help="algorithm of keys it creates")
+        sub.add_argument("--stack", default=os.environ.get("TOKENMINT_STACK"), help="with --backend aws")
+        sub.add_argument("--signing-key-id", help="with --backend aws: the stack's SigningKeyArn output")
+        sub.add_argument("--replica-regions", default=os.environ.get("TOKENMINT_KEY_REPLICA_REGIONS"),
+                         help="with --backend aws, multi-region: the stack's KeyReplicaRegions (comma-separated)")
 
     token = commands.add_parser("token", help="fetch an access token from a running server")
     token.add_argument("--issuer", default="http://127.0.0.1:8000")

@@ -55,6 +55,10 @@ class Settings:
     authorizer_routes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # route key → scopes
     authorizer_audience: str | None = None  # the resource the authorizer protects; None: tools
     check_revocation: bool = True  # resource servers in the stack consult the revocation store
+    # Key lifecycle: the stack owning the keys (KMS tag, alias prefix), rotation, replica regions.
+    stack_name: str = "tokenmint"
+    key_rotation_days: int = 30
+    key_replica_regions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -86,7 +90,17 @@ class Settings:
             authorizer_routes=_authorizer_routes(env.get("TOKENMINT_AUTHORIZER_ROUTES") or "{}"),
             authorizer_audience=env.get("TOKENMINT_AUTHORIZER_AUDIENCE") or None,
             check_revocation=(env.get("TOKENMINT_CHECK_REVOCATION", "true").lower() != "false"),
+            stack_name=env.get("TOKENMINT_STACK") or "tokenmint",
+            key_rotation_days=_int(env, "TOKENMINT_KEY_ROTATION_DAYS", 30),
+            key_replica_regions=tuple(r for r in (env.get("TOKENMINT_KEY_REPLICA_REGIONS") or "").split(",") if r),
         )
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    try:
+        return int(env.get(name) or default)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number") from None
 
 
 def _authorizer_routes(value: str) -> dict[str, tuple[str, ...]]:

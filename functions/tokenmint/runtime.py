@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from .config import Settings
 from .ports import ClientStore, Clock, KeyStore, RegistrationStore, ResourceStore, RevocationStore
@@ -18,27 +19,41 @@ class Backend:
     registrations: RegistrationStore
     revocations: RevocationStore
     clock: Clock = time.time
+    key_ring: Any = None  # keys.KeyRing: the lifecycle operations (rotation, rollover)
 
 
 def open_backend(settings: Settings) -> Backend:
+    from .keys import KeyRing, ManagedKeyStore
+
+    interval = settings.key_rotation_days * 86_400
     if settings.backend == "aws":
         from .adapters.aws.clients import aws_client
         from .adapters.aws.dynamodb import DynamoDbStore
-        from .adapters.aws.kms import KmsKeyStore
+        from .adapters.aws.kms import KmsKeyMaterial, KmsSigningKey
         from .adapters.cache import CachedResourceStore
 
+        kms = aws_client("kms", settings.region)
         store = DynamoDbStore(aws_client("dynamodb", settings.region), settings.table_name)
-        keys = KmsKeyStore(aws_client("kms", settings.region), settings.signing_key_id, settings.signing_alg)
+        material = KmsKeyMaterial(kms, stack=settings.stack_name, alias_prefix=f"alias/{settings.stack_name}-key-",
+                                  multi_region=bool(settings.key_replica_regions),
+                                  replica_regions=settings.key_replica_regions)
+        bootstrap = KmsSigningKey(kms, settings.signing_key_id, settings.signing_alg)
+        keys = ManagedKeyStore(store, material, bootstrap=bootstrap)
+        ring = KeyRing(store, material, settings.signing_alg, rotation_interval=interval,
+                       bootstrap_key_ref=settings.signing_key_id)
         resources = CachedResourceStore(store, time.monotonic, ttl=settings.resource_cache_seconds)
-        return Backend(settings, store, resources, keys, store, store)
+        return Backend(settings, store, resources, keys, store, store, key_ring=ring)
 
-    from .adapters.embedded.local_keys import LocalKeyStore
+    from .adapters.embedded.local_keys import LocalKeyMaterial, SqliteKeyRegistry
     from .adapters.embedded.sqlite import SqliteDatabase, SqliteStore
 
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     db = SqliteDatabase(settings.data_dir / "tokenmint.db")
     store = SqliteStore(db)
-    return Backend(settings, store, store, LocalKeyStore(db, settings.data_dir / "keys"), store, store)
+    registry, material = SqliteKeyRegistry(db), LocalKeyMaterial(settings.data_dir / "keys")
+    keys = ManagedKeyStore(registry, material, cache_seconds=0)  # CLI key changes apply at once
+    ring = KeyRing(registry, material, settings.signing_alg, rotation_interval=interval)
+    return Backend(settings, store, store, keys, store, store, key_ring=ring)
 
 
 _backend: Backend | None = None

@@ -126,27 +126,31 @@ class RemoteJwks:
     _fetched_at: float = field(default=float("-inf"), repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def _refresh(self) -> None:
+    def _refresh(self, *, early: bool) -> None:
+        """Fetch the JWKS: when the cache is stale, or ``early`` for an unknown kid (rate-limited)."""
         with self._lock:
-            if self.clock() - self._fetched_at < self.min_refresh_interval:
-                return
+            age = self.clock() - self._fetched_at
+            if age < (self.min_refresh_interval if early else self.ttl):
+                return  # another thread refreshed meanwhile, or an early fetch is not allowed yet
             self._fetched_at = self.clock()
             try:
-                request = urllib.request.Request(self.url, headers={"Accept": "application/json"})
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
-                    document = json.loads(response.read(self.max_bytes + 1)[: self.max_bytes])
-                keys = document.get("keys")
+                keys = self._download().get("keys")
                 if isinstance(keys, list):
                     self._keys = [k for k in keys if isinstance(k, dict)]
-            except (OSError, ValueError):
+            except (OSError, ValueError, AttributeError):
                 pass  # keep serving the keys we have; the next refresh tries again
+
+    def _download(self) -> dict[str, Any]:
+        request = urllib.request.Request(self.url, headers={"Accept": "application/json"})
+        with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+            return json.loads(response.read(self.max_bytes + 1)[: self.max_bytes])
 
     def key(self, kid: str | None) -> jwt.PyJWK | None:
         if self.clock() - self._fetched_at >= self.ttl:
-            self._refresh()
+            self._refresh(early=False)
         found = _select(self._keys, kid)
         if found is None:
-            self._refresh()
+            self._refresh(early=True)
             found = _select(self._keys, kid)
         return found
 
@@ -160,10 +164,10 @@ class TokenVerifier:
 
     def __init__(self, *, issuer: str, audience: str | None, keys: KeySource,
                  algorithms: Iterable[str] = ALGORITHMS, leeway: int = DEFAULT_LEEWAY,
-                 revocation: RevocationCheck | None = None) -> None:
+                 revocation: RevocationCheck | None = None, clock: Callable[[], float] = time.time) -> None:
         self.issuer, self.audience, self._keys = issuer, audience, keys
         self._algorithms = tuple(a for a in algorithms if a in ALGORITHMS)  # never none or HMAC
-        self._leeway, self._revocation = leeway, revocation
+        self._leeway, self._revocation, self._clock = leeway, revocation, clock
 
     def verify(self, token: str, required_scopes: Iterable[str] = ()) -> VerifiedToken:
         if not token or len(token) > MAX_TOKEN_LENGTH:
@@ -185,20 +189,18 @@ class TokenVerifier:
         declared = getattr(key, "declared_alg", None)
         if key.key_type != _KEY_TYPES[alg] or (declared and declared != alg):
             raise invalid("the token's algorithm does not match its key")
-        try:
+        try:  # times are checked below, against this verifier's clock
             claims = jwt.decode(
-                token, key.key, algorithms=[alg], issuer=self.issuer, audience=self.audience, leeway=self._leeway,
-                options={"require": ["iss", "sub", "aud", "exp", "iat", "jti"], "verify_aud": self.audience is not None})
-        except jwt.ExpiredSignatureError:
-            raise invalid("the access token has expired") from None
-        except jwt.ImmatureSignatureError:
-            raise invalid("the access token is not yet valid") from None
+                token, key.key, algorithms=[alg], issuer=self.issuer, audience=self.audience,
+                options={"require": ["iss", "sub", "aud", "exp", "iat", "jti"], "verify_aud": self.audience is not None,
+                         "verify_exp": False, "verify_nbf": False, "verify_iat": False})
         except jwt.InvalidAudienceError:
             raise invalid("the access token is for another resource") from None
         except (jwt.PyJWTError, TypeError, ValueError):
             raise invalid("the access token is invalid") from None
         if not isinstance(claims.get("client_id"), str) or not isinstance(claims.get("scope", ""), str):
             raise invalid("the access token lacks RFC 9068 claims")
+        self._check_times(claims)
         verified = VerifiedToken(claims, token)
         if self._revocation is not None and self._revocation.is_revoked(verified):
             raise invalid("the access token has been revoked")
@@ -207,6 +209,19 @@ class TokenVerifier:
             raise TokenRejected("insufficient_scope", "the access token lacks a required scope",
                                 scope=" ".join(required_scopes))
         return verified
+
+
+    def _check_times(self, claims: dict[str, Any]) -> None:
+        now, leeway = self._clock(), self._leeway
+        try:
+            exp, iat = float(claims["exp"]), float(claims["iat"])
+            nbf = float(claims.get("nbf", iat))
+        except (TypeError, ValueError):
+            raise invalid("the access token's times are malformed") from None
+        if now >= exp + leeway:
+            raise invalid("the access token has expired")
+        if iat > now + leeway or nbf > now + leeway:
+            raise invalid("the access token is not yet valid")
 
 
 def bearer_token(authorization: str | None) -> str:

@@ -6,6 +6,7 @@ Every event file has an expected outcome here, so a new event cannot go untested
 import base64
 import copy
 import json
+import re
 import time
 from collections import Counter
 from pathlib import Path
@@ -17,9 +18,11 @@ import pytest
 from joserfc.jwk import RSAKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_der_public_key
 
-from support.template import load_template
+from support.template import deployed_template, load_template
 from tokenmint import admin, runtime
 from tokenmint.adapters.aws.clients import aws_client
+from tokenmint.adapters.aws.kms import STACK_TAG
+from tokenmint.keys import ACTIVE, NEXT, PREPUBLISH, RETIRE_AFTER, RETIRED, RETIRING
 from tokenmint.oauth.credentials import hash_secret
 from tokenmint.oauth.models import Client, ClientSecret, RegistrationPolicy, Resource
 from tokenmint.oauth.registration import new_initial_access_token
@@ -39,6 +42,8 @@ INTROSPECTOR = ("tmc_introspector", "tmsec_introspector0000000000000000000000000
 # and a client of it that may have both its scopes.
 TOOLS_RESOURCE = DOMAIN_ISSUER + "/tools"
 TOOLS_CLIENT = ("tmc_tools", "tmsec_tools000000000000000000000000000000000000000")
+# The stack name (TOKENMINT_STACK): the tag value of the keys it owns, and its alias prefix.
+STACK = "tokenmint-test"
 
 EXPECTED = {
     "token_basic.json": (200, None),
@@ -87,6 +92,11 @@ EXPECTED = {
     "authorizer_no_token.json": {"isAuthorized": False},
     "authorizer_garbage_token.json": {"isAuthorized": False},
     "authorizer_unconfigured_route.json": {"isAuthorized": False},
+    # The key rotation answers EventBridge (or an operator) with what it did, one pattern per action.
+    # On a fresh stack, the first run adopts the deployed key; a forced one also starts a rotation.
+    "key_rotation_scheduled.json": {"actions": [r"adopted the deployed key \S+ \(active\)"]},
+    "key_rotation_forced.json": {"actions": [r"adopted the deployed key \S+ \(active\)",
+                                             r"created \S+ \(next: published, not signing yet\)"]},
 }
 
 
@@ -132,11 +142,15 @@ def function_environment(function: str) -> dict[str, str]:
 
 @pytest.fixture
 def deployed(table, kms_key, monkeypatch):
-    """The environment template.yaml gives the functions, on a seeded table."""
+    """The environment template.yaml gives the functions, on a seeded table, with the deployed key
+    tagged as the template tags it."""
     def deploy(alg: str = "RS256") -> str:
         key_arn = kms_key(alg)
+        boto3.client("kms").tag_resource(KeyId=key_arn, Tags=[{"TagKey": STACK_TAG, "TagValue": STACK}])
+        monkeypatch.delenv("TOKENMINT_KEY_REPLICA_REGIONS", raising=False)  # KeyReplicaRegions: none
         for name, value in {"TOKENMINT_BACKEND": "aws", "TOKENMINT_TABLE": table,
                             "TOKENMINT_SIGNING_KEY_ID": key_arn, "TOKENMINT_SIGNING_ALG": alg,
+                            "TOKENMINT_STACK": STACK, "TOKENMINT_KEY_ROTATION_DAYS": "30",
                             # ToolsResource and CheckRevocation; the authorizer's route map as the template has it
                             "TOKENMINT_TOOLS_RESOURCE": TOOLS_RESOURCE, "TOKENMINT_AUTHORIZER_AUDIENCE": TOOLS_RESOURCE,
                             "TOKENMINT_CHECK_REVOCATION": "true",
@@ -156,11 +170,13 @@ def load(name: str) -> dict:
 
 def invoke(name: str, event: dict | None = None) -> dict:
     """events/<name> (or ``event``) through the lambda_handler its name's prefix says; an HTTP
-    response gets its body parsed as ``json``, an authorizer answer is returned as it is."""
+    response gets its body parsed as ``json``, an authorizer's or the key rotation's answer is
+    returned as it is."""
     from tokenmint.handlers import (
         authorizer,
         discovery,
         introspection,
+        key_rotation,
         registration,
         revocation,
         token,
@@ -169,10 +185,12 @@ def invoke(name: str, event: dict | None = None) -> dict:
 
     event = load(name) if event is None else event
     modules = {"token": token, "discovery": discovery, "registration": registration, "revocation": revocation,
-               "introspection": introspection, "tools": tools, "authorizer": authorizer}
-    module = modules[name.partition("_")[0]]
+               "introspection": introspection, "tools": tools, "authorizer": authorizer,
+               "key_rotation": key_rotation}
+    prefix = "key_rotation" if name.startswith("key_rotation_") else name.partition("_")[0]
+    module = modules[prefix]
     response = module.lambda_handler(event, lambda_context(module.__name__))
-    if module is authorizer:
+    if module in (authorizer, key_rotation):
         return copy.deepcopy(response)
     body = response.get("body") or ""  # 204: no body at all
     response["json"] = json.loads(body) if body else None
@@ -216,6 +234,13 @@ def test_given_an_event_when_invoked_then_the_expected_answer(deployed, name):
     deployed()
     if name.startswith("authorizer_"):
         assert invoke(name) == EXPECTED[name]
+        return
+    if name.startswith("key_rotation_"):
+        answer = invoke(name)
+        assert set(answer) == {"actions"}
+        assert len(answer["actions"]) == len(EXPECTED[name]["actions"]), answer
+        for action, pattern in zip(answer["actions"], EXPECTED[name]["actions"]):
+            assert re.fullmatch(pattern, action), (action, pattern)
         return
     status, error = EXPECTED[name]
     response = invoke(name)
@@ -269,9 +294,11 @@ def test_given_a_warm_function_when_tokens_are_issued_then_one_kms_sign_and_one_
     for service in ("kms", "dynamodb"):
         aws_client(service, "us-east-1").meta.events.register(
             "before-call", lambda model, **_: calls.update([model.name]))
-    # cold: also GetPublicKey, the registry Query, and the client's first usage stamp (UpdateItem)
+    # cold: also the resource registry and key records (two Queries, each cached per process), the
+    # deployed key's public half (GetPublicKey: no rotation has recorded keys yet) and the client's
+    # first usage stamp (UpdateItem)
     assert invoke("token_basic.json")["statusCode"] == 200
-    assert calls == Counter({"Sign": 1, "GetItem": 1, "GetPublicKey": 1, "Query": 1, "UpdateItem": 1})
+    assert calls == Counter({"Sign": 1, "GetItem": 1, "GetPublicKey": 1, "Query": 2, "UpdateItem": 1})
     calls.clear()
     for _ in range(5):
         assert invoke("token_basic.json")["statusCode"] == 200
@@ -548,18 +575,21 @@ def test_given_a_tools_token_when_the_tools_api_verifies_it_then_scope_and_revoc
     assert response["statusCode"] == 401 and response["json"]["error"] == "invalid_token"
 
 
-def template_allowed_actions(function: str) -> set[str]:
-    """The AWS API operations the function's role allows (template.yaml), as botocore names them."""
+def template_allowed_actions(function: str, **parameters: str) -> set[str]:
+    """The AWS API operations the function's role allows (template.yaml deployed with ``parameters``;
+    default: single-region), as botocore names them."""
     actions = set()
-    for policy in load_template()["Resources"][function]["Properties"]["Policies"]:
+    for policy in deployed_template(load_template(), **parameters)["Resources"][function]["Properties"]["Policies"]:
         for statement in policy["Statement"]:
-            actions.update(action.split(":", 1)[1] for action in statement["Action"])
+            listed = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            actions.update(action.split(":", 1)[1] for action in listed)
     return actions
 
 
 def test_given_the_new_functions_when_invoked_cold_then_only_the_calls_their_roles_allow(deployed):
     # RevocationFunction: GetItem + PutItem (revoking its own token); the others only read (GetItem:
-    # the calling client, the token's revocation entry and client). All: GetPublicKey, once.
+    # the calling client, the token's revocation entry and client). All: Query (the key records)
+    # and, since no rotation has recorded keys yet, GetPublicKey (the deployed key), once.
     deployed()
     access_token = tools_token("tools:echo tools:time")
     requests = {
@@ -587,3 +617,160 @@ def test_given_the_new_functions_when_invoked_cold_then_only_the_calls_their_rol
         # every call is one its role allows, and every grant is used (none to spare)
         assert set(calls) == template_allowed_actions(function), function
         assert calls["GetPublicKey"] == 1, function  # once per process
+
+
+# -- the key rotation (KeyRotationFunction: the scheduled and the forced event) ---------------------
+def kms_keys(region: str = "us-east-1") -> set[str]:
+    return {key["KeyArn"] for key in boto3.client("kms", region_name=region).list_keys()["Keys"]}
+
+
+def key_records(table: str) -> dict[str, list]:
+    grouped: dict[str, list] = {}
+    for record in store_of(table).list_keys():
+        grouped.setdefault(record.state, []).append(record)
+    return grouped
+
+
+def test_given_a_fresh_stack_when_the_schedule_first_runs_then_it_adopts_the_deployed_key(deployed, table):
+    key_arn = deployed()
+    before = kms_keys()
+
+    answer = invoke("key_rotation_scheduled.json")
+
+    # One active record, of the deployed key, under its RFC 7638 thumbprint; no new KMS key
+    (record,) = store_of(table).list_keys()
+    assert (record.state, record.key_ref, record.alg) == (ACTIVE, key_arn, "RS256")
+    pem = kms_public_key(key_arn).public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    assert record.kid == RSAKey.import_key(pem).thumbprint() == record.public_jwk["kid"]
+    assert answer == {"actions": [f"adopted the deployed key {record.kid} (active)"]}
+    assert kms_keys() == before
+
+
+def test_given_an_adopted_key_when_the_schedule_runs_again_then_nothing_changes(deployed, table):
+    deployed()
+    invoke("key_rotation_scheduled.json")
+    records = [record.to_record() for record in store_of(table).list_keys()]
+    keys = kms_keys()
+
+    for cold in (False, True):  # the same process again, and a new one
+        if cold:
+            runtime.install(None)
+        assert invoke("key_rotation_scheduled.json") == {"actions": []}
+        assert [record.to_record() for record in store_of(table).list_keys()] == records
+        assert kms_keys() == keys
+
+
+def test_given_the_forced_event_then_a_next_key_is_created_in_kms_tagged_with_the_stack_under_its_alias(
+        deployed, table):
+    key_arn = deployed()
+    invoke("key_rotation_scheduled.json")
+    before = kms_keys()
+
+    answer = invoke("key_rotation_forced.json")
+
+    # The deployed key still signs; a next key is published, not signing yet
+    records = key_records(table)
+    assert set(records) == {ACTIVE, NEXT}
+    ((active,), (upcoming,)) = records[ACTIVE], records[NEXT]
+    assert active.key_ref == key_arn
+    assert answer == {"actions": [f"created {upcoming.kid} (next: published, not signing yet)"]}
+    # It is a new KMS signing key of the stack's key spec, single-Region (no replica regions) ...
+    kms = boto3.client("kms")
+    assert kms_keys() - before == {upcoming.key_ref}
+    metadata = kms.describe_key(KeyId=upcoming.key_ref)["KeyMetadata"]
+    assert (metadata["KeyUsage"], metadata["KeySpec"], metadata.get("MultiRegion", False)) == (
+        "SIGN_VERIFY", "RSA_2048", False)
+    # ... tagged with the stack (what the functions' IAM policies require) and nothing else ...
+    assert kms.list_resource_tags(KeyId=metadata["KeyId"])["Tags"] == [{"TagKey": STACK_TAG, "TagValue": STACK}]
+    # ... and reachable by its alias alias/<stack>-key-<key id>, which a retried creation looks up
+    alias = f"alias/{STACK}-key-{upcoming.key_id}"
+    targets = {a["AliasName"]: a.get("TargetKeyId") for a in kms.list_aliases()["Aliases"]}
+    assert targets[alias] == metadata["KeyId"]
+    assert kms.describe_key(KeyId=alias)["KeyMetadata"]["Arn"] == upcoming.key_ref
+    # Its record holds its public key, under its thumbprint
+    pem = kms_public_key(upcoming.key_ref).public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    assert upcoming.kid == RSAKey.import_key(pem).thumbprint() != active.kid
+
+
+def test_given_a_forced_rotation_when_jwks_and_token_are_requested_then_both_keys_are_published_and_the_active_one_signs(
+        deployed, table):
+    deployed()
+    invoke("key_rotation_forced.json")  # adopts the deployed key, and creates the next one
+    runtime.install(None)  # the discovery and token functions run in processes of their own
+    records = key_records(table)
+    ((active,), (upcoming,)) = records[ACTIVE], records[NEXT]
+
+    # The JWKS publishes both keys, before the next one signs anything
+    published = invoke("discovery_jwks.json")["json"]["keys"]
+    assert sorted(jwk["kid"] for jwk in published) == sorted([active.kid, upcoming.kid])
+    # A token is still signed with the active key, and verifies with its published JWK
+    access_token = invoke("token_basic.json")["json"]["access_token"]
+    assert jwt.get_unverified_header(access_token)["kid"] == active.kid
+    (jwk,) = [jwk for jwk in published if jwk["kid"] == active.kid]
+    assert jwt.decode(access_token, jwt.PyJWK(jwk).key, algorithms=["RS256"], audience=API)["iss"] == DOMAIN_ISSUER
+
+
+def record_calls() -> Counter:
+    calls: Counter = Counter()
+    for service in ("kms", "dynamodb"):
+        aws_client(service, "us-east-1").meta.events.register(
+            "before-call", lambda model, **_: calls.update([model.name]))
+    return calls
+
+
+def run_a_full_rotation(table: str) -> list[str]:
+    """Through the handler, on a simulated clock: adopt, force a rotation, promote the next key
+    once it has been published long enough, retire the old one once its tokens have expired."""
+    now = [time.time()]
+    runtime.backend().key_ring.clock = lambda: now[0]
+    actions = invoke("key_rotation_scheduled.json")["actions"] + invoke("key_rotation_forced.json")["actions"]
+    now[0] += PREPUBLISH
+    actions += invoke("key_rotation_scheduled.json")["actions"]
+    assert set(key_records(table)) == {ACTIVE, RETIRING}
+    now[0] += RETIRE_AFTER
+    actions += invoke("key_rotation_scheduled.json")["actions"]
+    return actions
+
+
+def test_given_a_full_rotation_through_the_handler_then_only_the_calls_the_rotation_role_allows(deployed, table):
+    key_arn = deployed()
+    calls = record_calls()
+
+    actions = run_a_full_rotation(table)
+
+    # The new key signs; the deployed one is retired, disabled and due for deletion
+    records = key_records(table)
+    ((active,), (retired,)) = records[ACTIVE], records[RETIRED]
+    assert retired.key_ref == key_arn and retired.deletion_scheduled and active.key_ref != key_arn
+    assert boto3.client("kms").describe_key(KeyId=key_arn)["KeyMetadata"]["KeyState"] == "PendingDeletion"
+    assert [action.split(" ", 1)[0] for action in actions] == ["adopted", "created", "promoted", "retired",
+                                                              "scheduled"]
+    # Every call is one the role allows, and every grant is used: TagResource has no call of its own
+    # (it authorises CreateKey's Tags); TransactWriteItems is authorised item by item (Puts: PutItem)
+    allowed = template_allowed_actions("KeyRotationFunction")
+    assert set(calls) - {"TransactWriteItems"} == allowed - {"TagResource"}
+
+
+def test_given_replica_regions_when_a_key_is_created_then_it_is_multi_region_and_replicated(
+        deployed, table, monkeypatch):
+    deployed()
+    monkeypatch.setenv("TOKENMINT_KEY_REPLICA_REGIONS", "us-west-2")  # KeyReplicaRegions: us-west-2
+    runtime.install(None)
+    calls = record_calls()
+
+    def key_id_for_moto(params, **_):  # KMS takes a key ARN or id; moto's ReplicateKey only an id
+        params["KeyId"] = params["KeyId"].rsplit("/", 1)[-1]
+    aws_client("kms", "us-east-1").meta.events.register("before-parameter-build.kms.ReplicateKey", key_id_for_moto)
+
+    invoke("key_rotation_forced.json")
+
+    # The next key is a multi-Region key with a replica in us-west-2: same key id, so the same kid
+    (upcoming,) = key_records(table)[NEXT]
+    metadata = boto3.client("kms").describe_key(KeyId=upcoming.key_ref)["KeyMetadata"]
+    assert metadata["MultiRegion"] is True and metadata["KeyId"].startswith("mrk-")
+    replica = boto3.client("kms", region_name="us-west-2").describe_key(KeyId=metadata["KeyId"])["KeyMetadata"]
+    assert replica["Arn"] == upcoming.key_ref.replace("us-east-1", "us-west-2")
+    # with the calls the multi-region role allows
+    assert calls["ReplicateKey"] == 1
+    assert set(calls) - {"TransactWriteItems"} <= template_allowed_actions(
+        "KeyRotationFunction", KeyReplicaRegions="us-west-2")

@@ -57,7 +57,8 @@ def test_makefile_builds_every_resource_built_with_make():
     # Then the Makefile has a build-<LogicalId> target for each, and no stale ones
     targets = set(re.findall(r"^build-([A-Za-z0-9]+)\s*:", makefile(), re.MULTILINE))
     assert built_with_make == {"TokenFunction", "DiscoveryFunction", "RegistrationFunction", "RevocationFunction",
-                               "IntrospectionFunction", "ToolsFunction", "AuthorizerFunction", "DependencyLayer"}
+                               "IntrospectionFunction", "ToolsFunction", "AuthorizerFunction", "KeyRotationFunction",
+                               "DependencyLayer"}
     assert targets == built_with_make
 
 

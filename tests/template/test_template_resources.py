@@ -10,14 +10,17 @@ from typing import Any
 import pytest
 
 from support.template import (
+    Evaluator,
     kms_key_spec,
     load_template,
+    parameter_values,
     signing_key_spec_mapping,
     table_create_kwargs,
 )
 from tokenmint.adapters.aws import dynamodb
-from tokenmint.adapters.aws.kms import KMS_ALGORITHMS
+from tokenmint.adapters.aws.kms import KMS_ALGORITHMS, STACK_TAG
 from tokenmint.config import Settings, validate_issuer
+from tokenmint.keys import PREPUBLISH
 from tokenmint.handlers.tools import METADATA_PATH as TOOLS_METADATA_PATH
 from tokenmint.handlers.tools import TOOLS_PATH
 from tokenmint.oauth.jwk import SIGNING_ALGORITHMS
@@ -43,6 +46,8 @@ def template() -> dict[str, Any]:
 def test_table_is_durable_encrypted_and_on_demand(template):
     table = template["Resources"]["Table"]
     properties = table["Properties"]
+    # the single-region stack's table (multi-region: GlobalTable; tests/template/test_template_transform.py)
+    assert table["Condition"] == "HasRegionalTable"
     assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
     assert properties["BillingMode"] == "PAY_PER_REQUEST"
     assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
@@ -111,30 +116,39 @@ def test_signing_key_is_an_asymmetric_signing_key(template):
     assert statement["Principal"] == {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}}
     alias = template["Resources"]["SigningKeyAlias"]["Properties"]
     assert alias == {"AliasName": {"Fn::Sub": "alias/${AWS::StackName}-signing"},
-                     "TargetKeyId": {"Ref": "SigningKey"}}
+                     "TargetKeyId": {"Fn::If": ["IsPrimaryRegion", {"Ref": "SigningKey"}, {"Ref": "SigningKeyReplica"}]}}
+
+
+def test_signing_keys_carry_the_stack_tag_the_policies_require(template):
+    # The deployed key (and a replica-region stack's replica of it) are tagged like the keys the
+    # rotation creates (adapters/aws/kms.py STACK_TAG), so the functions' tag conditions cover them
+    for name in ("SigningKey", "SigningKeyReplica"):
+        tags = template["Resources"][name]["Properties"]["Tags"]
+        assert tags == [{"Key": STACK_TAG, "Value": {"Ref": "AWS::StackName"}}], name
+    # a multi-Region key only when there are replica regions; unset otherwise, as before
+    assert template["Resources"]["SigningKey"]["Properties"]["MultiRegion"] == {
+        "Fn::If": ["IsMultiRegion", True, {"Ref": "AWS::NoValue"}]}
+    assert template["Resources"]["SigningKey"]["Condition"] == "IsPrimaryRegion"
+    assert template["Resources"]["SigningKeyReplica"]["Condition"] == "IsReplicaRegion"
 
 
 # -- configuration the functions receive --------------------------------------------------------
+KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/0a1b2c3d-0000-4000-8000-000000000000"
+# What the template's resources resolve to in a deployed stack (a Ref or "Resource.Attribute").
+DEPLOYED_RESOURCES = {"Table": "tokenmint-Table-1A2B3C", "GlobalTable": "tokenmint-table",
+                      "SigningKey.Arn": KEY_ARN,
+                      "SigningKeyReplica.Arn": "arn:aws:kms:eu-west-1:123456789012:key/mrk-0123456789abcdef0123456789abcdef"}
+
+
 def deployed_environment(template: dict[str, Any], function: str | None = None, **parameters: str) -> dict[str, str]:
     """Globals.Function's environment as a deployed stack would resolve it; with ``function``, that
     function's environment (Globals merged with its own variables, as SAM merges them)."""
-    values = {name: str(p.get("Default", "")) for name, p in template["Parameters"].items()}
-    values.update(parameters)
-    values["Table"] = "tokenmint-Table-1A2B3C"
-    key_arn = "arn:aws:kms:us-east-1:123456789012:key/0a1b2c3d-0000-4000-8000-000000000000"
-
-    def resolve(value: Any) -> str:
-        if isinstance(value, str):
-            return value
-        if value == {"Fn::GetAtt": ["SigningKey", "Arn"]}:
-            return key_arn
-        return values[value["Ref"]]
-
+    evaluator = Evaluator(template, parameter_values(template, **parameters), DEPLOYED_RESOURCES)
     variables = dict(template["Globals"]["Function"]["Environment"]["Variables"])
     if function is not None:
         properties = template["Resources"][function]["Properties"]
         variables.update(properties.get("Environment", {}).get("Variables", {}))
-    return {name: resolve(value) for name, value in variables.items()}
+    return {name: str(evaluator.value(value)) for name, value in variables.items()}
 
 
 def test_functions_get_every_setting_the_aws_backend_needs(template):
@@ -151,6 +165,8 @@ def test_functions_get_every_setting_the_aws_backend_needs(template):
     assert settings.signing_alg == "RS256"
     assert settings.issuer is None
     assert settings.resource_cache_seconds == 30.0
+    # and the stack name, which tags the keys the functions may use and prefixes their aliases
+    assert settings.stack_name == "tokenmint" == env["TOKENMINT_STACK"]
     assert env["POWERTOOLS_SERVICE_NAME"] == "tokenmint"
     assert env["POWERTOOLS_LOG_LEVEL"] == "INFO"
 
@@ -175,6 +191,7 @@ OWN_ENVIRONMENT = {
     "ToolsFunction": {"TOKENMINT_TOOLS_RESOURCE", "TOKENMINT_CHECK_REVOCATION"},
     "AuthorizerFunction": {"TOKENMINT_AUTHORIZER_ROUTES", "TOKENMINT_AUTHORIZER_AUDIENCE",
                            "TOKENMINT_CHECK_REVOCATION"},
+    "KeyRotationFunction": {"TOKENMINT_KEY_ROTATION_DAYS", "TOKENMINT_KEY_REPLICA_REGIONS"},
 }
 
 
@@ -220,6 +237,8 @@ def test_every_function_has_a_retained_log_group_with_the_retention_parameter(te
     assert set(groups) == {f"{name}LogGroup" for name in function_names(template)}
     group = groups[f"{function}LogGroup"]
     assert group["DeletionPolicy"] == group["UpdateReplacePolicy"] == "Retain"
+    # deployed with its function (the rotation function: primary region only)
+    assert group.get("Condition") == template["Resources"][function].get("Condition")
     assert group["Properties"] == {"LogGroupName": {"Fn::Sub": f"/aws/lambda/${{{function}}}"},
                                    "RetentionInDays": {"Ref": "LogRetentionInDays"}}
 
@@ -292,8 +311,9 @@ def test_issuer_parameter_defaults_to_the_api_domain(template):
 # -- outputs ------------------------------------------------------------------------------------
 def test_outputs_name_the_endpoints_the_metadata_publishes(template):
     outputs = template["Outputs"]
-    assert {"Issuer", "TokenEndpoint", "JwksUri", "MetadataUrl", "RegistrationEndpoint", "RevocationEndpoint",
-            "IntrospectionEndpoint", "ToolsApi", "ToolsResourceMetadata", "TableName", "SigningKeyArn"} <= set(outputs)
+    assert set(outputs) == {"Issuer", "TokenEndpoint", "JwksUri", "MetadataUrl", "RegistrationEndpoint",
+                            "RevocationEndpoint", "IntrospectionEndpoint", "ToolsApi", "ToolsResourceMetadata",
+                            "TableName", "SigningKeyArn", "KeyRotationFunction"}
     issuer = outputs["Issuer"]["Value"]
     assert issuer == {"Fn::If": ["HasIssuerUrl", {"Ref": "IssuerUrl"},
                                  {"Fn::Sub": "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"}]}
@@ -302,6 +322,69 @@ def test_outputs_name_the_endpoints_the_metadata_publishes(template):
                          ("IntrospectionEndpoint", INTROSPECTION_PATH), ("ToolsApi", TOOLS_PATH),
                          ("ToolsResourceMetadata", TOOLS_METADATA_PATH)):
         assert outputs[output]["Value"] == {"Fn::Sub": ["${Issuer}" + path, {"Issuer": issuer}]}
-    assert outputs["TableName"]["Value"] == {"Ref": "Table"}
-    assert outputs["SigningKeyArn"]["Value"] == {"Fn::GetAtt": ["SigningKey", "Arn"]}
+    assert outputs["TableName"]["Value"] == {"Fn::If": ["HasRegionalTable", {"Ref": "Table"}, {
+        "Fn::If": ["HasGlobalTable", {"Ref": "GlobalTable"}, {"Fn::Sub": "${AWS::StackName}-table"}]}]}
+    assert outputs["SigningKeyArn"]["Value"] == {"Fn::If": ["IsPrimaryRegion", {"Fn::GetAtt": ["SigningKey", "Arn"]},
+                                                            {"Fn::GetAtt": ["SigningKeyReplica", "Arn"]}]}
+    assert outputs["KeyRotationFunction"] == {
+        "Condition": "IsPrimaryRegion", "Description": outputs["KeyRotationFunction"]["Description"],
+        "Value": {"Ref": "KeyRotationFunction"}}
     assert template["Conditions"]["HasIssuerUrl"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "IssuerUrl"}, ""]}]}
+
+
+# -- key lifecycle and multi-region parameters -------------------------------------------------------
+def test_key_rotation_parameters_reach_the_rotation_function(template):
+    parameters = template["Parameters"]
+    days, minutes = parameters["KeyRotationDays"], parameters["KeyRotationCheckMinutes"]
+    assert (days["Type"], days["Default"], days["MinValue"]) == ("Number", 30, 1)
+    # a next key is promoted at the first check PREPUBLISH after its creation: the checks come at
+    # least hourly; "rate(1 minutes)" is no valid rate expression, so at least 2
+    assert (minutes["Type"], minutes["Default"], minutes["MinValue"], minutes["MaxValue"]) == ("Number", 60, 2, 60)
+    assert PREPUBLISH <= minutes["MaxValue"] * 60 <= 4 * PREPUBLISH
+
+    settings = Settings.from_env(deployed_environment(template, "KeyRotationFunction"))
+    assert (settings.key_rotation_days, settings.key_replica_regions) == (30, ())
+    settings = Settings.from_env(deployed_environment(template, "KeyRotationFunction", KeyRotationDays="7",
+                                                      KeyReplicaRegions="eu-west-1,ap-southeast-2"))
+    assert (settings.key_rotation_days, settings.key_replica_regions) == (7, ("eu-west-1", "ap-southeast-2"))
+    assert settings.stack_name == "tokenmint"
+
+
+def test_multi_region_parameters_and_conditions(template):
+    parameters = template["Parameters"]
+    regions = parameters["KeyReplicaRegions"]
+    assert (regions["Type"], regions["Default"]) == ("CommaDelimitedList", "")
+    primary = parameters["IsPrimaryRegion"]
+    assert (primary["Type"], primary["Default"], sorted(primary["AllowedValues"])) == ("String", "true",
+                                                                                       ["false", "true"])
+    pattern = re.compile(parameters["PrimarySigningKeyArn"]["AllowedPattern"])
+    assert parameters["PrimarySigningKeyArn"]["Default"] == ""
+    assert pattern.fullmatch("") and pattern.fullmatch(
+        "arn:aws:kms:us-east-1:123456789012:key/mrk-0123456789abcdef0123456789abcdef")
+    assert not pattern.fullmatch(KEY_ARN)  # a single-Region key cannot be replicated
+
+    def conditions(**values: str) -> dict[str, bool]:
+        evaluator = Evaluator(template, parameter_values(template, **values))
+        return {name: evaluator.condition(name) for name in ("IsMultiRegion", "IsPrimaryRegion", "IsReplicaRegion",
+                                                             "HasRegionalTable", "HasGlobalTable",
+                                                             "HasSecondReplicaRegion")}
+
+    assert conditions() == {"IsMultiRegion": False, "IsPrimaryRegion": True, "IsReplicaRegion": False,
+                            "HasRegionalTable": True, "HasGlobalTable": False, "HasSecondReplicaRegion": False}
+    assert conditions(KeyReplicaRegions="eu-west-1") == {
+        "IsMultiRegion": True, "IsPrimaryRegion": True, "IsReplicaRegion": False,
+        "HasRegionalTable": False, "HasGlobalTable": True, "HasSecondReplicaRegion": False}
+    assert conditions(KeyReplicaRegions="eu-west-1,ap-southeast-2")["HasSecondReplicaRegion"] is True
+    assert conditions(IsPrimaryRegion="false", KeyReplicaRegions="eu-west-1") == {
+        "IsMultiRegion": True, "IsPrimaryRegion": False, "IsReplicaRegion": True,
+        "HasRegionalTable": False, "HasGlobalTable": False, "HasSecondReplicaRegion": False}
+
+
+def test_replica_region_stack_settings_name_the_primarys_table_and_the_local_key_replica(template):
+    env = deployed_environment(template, "TokenFunction", IsPrimaryRegion="false", KeyReplicaRegions="eu-west-1",
+                               PrimarySigningKeyArn="arn:aws:kms:us-east-1:123456789012:key/mrk-"
+                                                    "0123456789abcdef0123456789abcdef")
+    settings = Settings.from_env(env)
+    assert settings.table_name == "tokenmint-table"  # the GlobalTable's name in the primary stack
+    assert settings.signing_key_id == DEPLOYED_RESOURCES["SigningKeyReplica.Arn"]
+    assert settings.stack_name == "tokenmint"

@@ -1,6 +1,6 @@
 """The HTTP API's routes in template.yaml are routes.py's ROUTES (with the same authorizer in front
-of the same routes), and events/ has a valid API Gateway payload 2.0 event for every route, and
-valid Lambda authorizer events."""
+of the same routes), and events/ has a valid API Gateway payload 2.0 event for every route, valid
+Lambda authorizer events, and the key rotation function's scheduled and forced events."""
 
 from __future__ import annotations
 
@@ -15,9 +15,12 @@ from support.template import EVENTS_DIR, http_api_routes, load_template
 from tokenmint.routes import AUTHORIZER, ROUTES, SAMPLE_AUTHORIZER_ROUTES
 
 EVENT_FILES = sorted(EVENTS_DIR.glob("*.json"))
-# Events API Gateway sends the Lambda authorizer (not HTTP requests), and the HTTP requests.
+# Events API Gateway sends the Lambda authorizer (not HTTP requests), the key rotation function's
+# (EventBridge's, or an operator's), and the HTTP requests.
 AUTHORIZER_EVENT_FILES = [path for path in EVENT_FILES if path.name.startswith("authorizer_")]
-HTTP_EVENT_FILES = [path for path in EVENT_FILES if path not in AUTHORIZER_EVENT_FILES]
+KEY_ROTATION_EVENT_FILES = [path for path in EVENT_FILES if path.name.startswith("key_rotation_")]
+HTTP_EVENT_FILES = [path for path in EVENT_FILES if path not in AUTHORIZER_EVENT_FILES + KEY_ROTATION_EVENT_FILES]
+KEY_ROTATION_FUNCTION = ("KeyRotationFunction", "tokenmint.handlers.key_rotation")
 EVENT_NAME = re.compile(r"(?P<endpoint>[a-z0-9]+)_(?P<case>[a-z0-9_]+)\.json")
 
 # The cases the integration tests and `sam local invoke -e` rely on.
@@ -36,6 +39,7 @@ REQUIRED_EVENTS = {
     "introspection_garbage_token", "introspection_no_permission", "introspection_unauthenticated",
     "tools_no_token", "tools_metadata", "tools_unknown_tool",
     "authorizer_no_token", "authorizer_garbage_token", "authorizer_unconfigured_route",
+    "key_rotation_scheduled", "key_rotation_forced",
 }
 PATH_PARAMETER = re.compile(r"\{([A-Za-z0-9_]+)\}")
 
@@ -63,8 +67,12 @@ def test_every_function_handler_is_a_lambda_handler():
                 for name, resource in template["Resources"].items()
                 if resource["Type"] == "AWS::Serverless::Function"}
     _, authorizer_function, authorizer_module = AUTHORIZER
+    rotation_function, rotation_module = KEY_ROTATION_FUNCTION
+    # every function serves routes, except the authorizer (API Gateway calls it) and the key rotation
+    # (an EventBridge schedule calls it)
     assert handlers == {**{route.function: f"{route.handler}.lambda_handler" for route in ROUTES},
-                        authorizer_function: f"{authorizer_module}.lambda_handler"}
+                        authorizer_function: f"{authorizer_module}.lambda_handler",
+                        rotation_function: f"{rotation_module}.lambda_handler"}
 
 
 # -- the Lambda authorizer ------------------------------------------------------------------------
@@ -282,3 +290,32 @@ def test_registration_events_present_bearer_tokens():
         scheme, _, token = authorization.partition(" ")
         prefix = "tmrat_" if event["routeKey"].endswith("{client_id}") else "tmiat_"
         assert scheme == "Bearer" and token.startswith(prefix), path.name
+
+
+# -- the key rotation function's events ---------------------------------------------------------------
+def test_key_rotation_events_are_the_scheduled_event_and_the_forced_one():
+    assert [path.name for path in KEY_ROTATION_EVENT_FILES] == ["key_rotation_forced.json",
+                                                                "key_rotation_scheduled.json"]
+    # The forced run: what an operator sends (aws lambda invoke --payload '{"force": true}')
+    assert json.loads((EVENTS_DIR / "key_rotation_forced.json").read_text()) == {"force": True}
+
+
+def test_key_rotation_scheduled_event_is_what_the_eventbridge_rule_sends():
+    # Given the scheduled event and the function's Schedule event in the template
+    event = json.loads((EVENTS_DIR / "key_rotation_scheduled.json").read_text(encoding="utf-8"))
+    function, _ = KEY_ROTATION_FUNCTION
+    ((event_name, schedule),) = load_template()["Resources"][function]["Properties"]["Events"].items()
+
+    # Then it is an EventBridge "Scheduled Event" (an EventBridge rule, not EventBridge Scheduler),
+    # from the rule SAM names <function><event>, with nothing that would force a rotation
+    assert schedule["Type"] == "Schedule" and "Input" not in schedule["Properties"]
+    assert set(event) == {"version", "id", "detail-type", "source", "account", "time", "region", "resources",
+                          "detail"}
+    assert (event["version"], event["detail-type"], event["source"], event["detail"]) == (
+        "0", "Scheduled Event", "aws.events", {})
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", event["time"])
+    assert re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", event["id"])
+    (rule,) = event["resources"]
+    assert re.fullmatch(rf"arn:aws:events:{event['region']}:{event['account']}:rule/[A-Za-z0-9-]+-{function}"
+                        rf"{event_name}-[A-Z0-9]+", rule)
+    assert "force" not in event

@@ -152,3 +152,14 @@ def test_given_the_jwks_endpoint_fails_when_refreshing_then_the_cached_keys_keep
     jwks_server.fail = True
     now[0] = 400  # stale: a refresh is attempted and fails
     assert check.verify(sign(key))
+
+
+def test_given_a_long_early_refresh_limit_when_the_cache_expires_then_it_still_refreshes(key, jwks_server):
+    now = [0.0]
+    remote = RemoteJwks(jwks_server.url, ttl=300, min_refresh_interval=float("inf"), clock=lambda: now[0])
+    check = TokenVerifier(issuer=ISSUER, audience=API, keys=remote)
+    with pytest.raises(TokenRejected):
+        check.verify(sign(key))  # nothing published at the first fetch
+    jwks_server.keys = [key[1]]
+    now[0] = 301  # stale: the TTL refresh is not an early one and must happen
+    assert check.verify(sign(key))

@@ -7,13 +7,13 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 
 from .. import runtime
+from ..keys import JWKS_MAX_AGE
 from ..oauth.metadata import JWKS_PATH, METADATA_PATHS, authorization_server_metadata
 from ..observability import logger
 from . import http
 
-# Verifiers cache the JWKS this long; a new key is published for longer before it signs.
-CACHE_SECONDS = 300
-CACHEABLE = {"Cache-Control": f"public, max-age={CACHE_SECONDS}"}
+# Verifiers may cache the JWKS this long; a new key is published for longer before it signs.
+CACHEABLE = {"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"}
 
 app = http.create_resolver()
 for _path in (*METADATA_PATHS, JWKS_PATH):

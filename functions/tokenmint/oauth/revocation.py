@@ -57,7 +57,7 @@ class TokenStatusEndpoints:
 
     def _verify(self, token: str, issuer: str) -> VerifiedToken | None:
         verifier = TokenVerifier(issuer=issuer, audience=None, keys=LocalKeys(self._keys.public_jwks),
-                                 revocation=StoreRevocationCheck(self._clients, self._revocations))
+                                 revocation=StoreRevocationCheck(self._clients, self._revocations), clock=self._clock)
         try:
             return verifier.verify(token)
         except TokenRejected:

@@ -7,6 +7,7 @@
 | resource              | RESOURCE           | <key>    |                       |                |
 | initial access token  | IAT#<hash>         | IAT      | IAT / <token_id>      | expiry + 1 day |
 | revoked access token  | JTI#<jti>          | REVOKED  |                       | token's exp    |
+| signing key record    | KEY                | <key_id> |                       |                |
 
 Clients live in their own partitions (each token reads one); the few resources share one
 partition so that a single Query loads the whole registry into the token function's cache.
@@ -20,6 +21,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ...keys import KeyRecord
 from ...oauth.models import Client, InitialAccessToken, Resource
 from ...ports import ConflictError, InitialAccessTokenSpentError, UnavailableError
 from .clients import is_unavailable
@@ -29,6 +31,7 @@ DELETED_SK = "DELETED"
 RESOURCE_PK = "RESOURCE"
 IAT_SK = "IAT"
 REVOKED_SK = "REVOKED"
+KEY_PK = "KEY"
 GSI1 = "gsi1"
 NULL = {":null": {"S": "NULL"}}  # for attribute_type(x, :null)
 
@@ -206,6 +209,26 @@ class DynamoDbStore:
             if exc.index == 0:
                 raise InitialAccessTokenSpentError("the initial access token is no longer usable") from exc
             raise
+
+    # -- signing key records (keys.KeyRegistry) -------------------------------------------------
+    def list_keys(self) -> list[KeyRecord]:
+        items = self._query(KeyConditionExpression="pk = :pk", ConsistentRead=True,
+                            ExpressionAttributeValues={":pk": {"S": KEY_PK}})
+        return sorted((KeyRecord.from_record(item) for item in items), key=lambda r: (r.created_at, r.key_id))
+
+    def create_key_record(self, record: KeyRecord) -> None:
+        self._call("put_item", Item=to_item(record.to_record(), pk=KEY_PK, sk=record.key_id),
+                   ConditionExpression="attribute_not_exists(pk)")
+
+    def update_key_records(self, records: list[KeyRecord]) -> None:
+        items = [{"Put": {"TableName": self._table, "Item": to_item(r.to_record(), pk=KEY_PK, sk=r.key_id),
+                          "ConditionExpression": "#version = :expected",
+                          "ExpressionAttributeNames": {"#version": "version"},
+                          "ExpressionAttributeValues": {":expected": {"N": str(r.version - 1)}}}} for r in records]
+        try:
+            self._call("transact_write_items", TransactItems=items)
+        except TransactionConditionFailed as exc:
+            raise ConflictError("a key record changed concurrently") from exc
 
     # -- resources ------------------------------------------------------------------------------
     def get_resource(self, key: str) -> Resource | None:

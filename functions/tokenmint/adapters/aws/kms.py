@@ -7,6 +7,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ...keys import KeyRecord
 from ...oauth.jwk import der_to_jose_ecdsa, public_jwk_from_der
 from ...ports import UnavailableError
 from .clients import is_unavailable
@@ -32,13 +33,13 @@ def _kms_call(kms: Any, operation: str, **kwargs: Any) -> Any:
 
 
 class KmsSigningKey:
-    """A KMS key as a JWS signer. The public key is fetched once per process, for ``kid`` and JWKS."""
+    """A KMS key as a JWS signer. Its public JWK is given (from the key record) or fetched once."""
 
-    def __init__(self, kms: Any, key_id: str, alg: str) -> None:
+    def __init__(self, kms: Any, key_id: str, alg: str, jwk: dict[str, str] | None = None) -> None:
         if alg not in KMS_ALGORITHMS:
             raise ValueError(f"unsupported signing algorithm {alg}")
         self._kms, self._key_id, self.alg = kms, key_id, alg
-        self._jwk: dict[str, str] | None = None
+        self._jwk: dict[str, str] | None = jwk
         self._lock = threading.Lock()
 
     @property
@@ -68,7 +69,7 @@ class KmsSigningKey:
 
 
 class KmsKeyStore:
-    """The stack's one signing key. Key states and rotation records come with the key lifecycle."""
+    """One fixed KMS key as a KeyStore: the bootstrap key, before the first rotation records keys."""
 
     def __init__(self, kms: Any, key_id: str, alg: str) -> None:
         self._key = KmsSigningKey(kms, key_id, alg)
@@ -78,3 +79,68 @@ class KmsKeyStore:
 
     def public_jwks(self) -> list[dict[str, str]]:
         return [self._key.jwk]
+
+
+STACK_TAG = "tokenmint:stack"
+
+
+class KmsKeyMaterial:
+    """Signing keys in KMS, each reachable by the alias ``<alias_prefix><key_id>``: a retried
+    creation finds the key the first attempt made. Keys are tagged with the stack, which is what
+    the functions' IAM policies require before they may use them."""
+
+    def __init__(self, kms: Any, *, stack: str, alias_prefix: str, multi_region: bool = False,
+                 replica_regions: tuple[str, ...] = ()) -> None:
+        self._kms, self._stack, self._alias_prefix = kms, stack, alias_prefix
+        self._multi_region, self._replicas = multi_region, replica_regions
+
+    def _describe(self, alias: str) -> str | None:
+        try:
+            return _kms_call(self._kms, "describe_key", KeyId=alias)["KeyMetadata"]["Arn"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "NotFoundException":
+                return None
+            raise
+
+    def public_jwk(self, key_ref: str, alg: str) -> dict[str, str]:
+        return KmsSigningKey(self._kms, key_ref, alg).jwk
+
+    def create(self, key_id: str, alg: str) -> tuple[str, dict[str, str]]:
+        alias = self._alias_prefix + key_id
+        arn = self._describe(alias)
+        if arn is None:
+            created = _kms_call(self._kms, "create_key", KeySpec=KMS_ALGORITHMS[alg][0], KeyUsage="SIGN_VERIFY",
+                                Description=f"tokenmint signing key {key_id} ({alg})", MultiRegion=self._multi_region,
+                                Tags=[{"TagKey": STACK_TAG, "TagValue": self._stack}])
+            arn = created["KeyMetadata"]["Arn"]
+            try:
+                _kms_call(self._kms, "create_alias", AliasName=alias, TargetKeyId=arn)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "AlreadyExistsException":
+                    raise
+                _kms_call(self._kms, "schedule_key_deletion", KeyId=arn, PendingWindowInDays=7)  # lost the race
+                arn = self._describe(alias) or arn
+            for region in self._replicas:  # one issuer, one JWKS, in every region
+                _kms_call(self._kms, "replicate_key", KeyId=arn, ReplicaRegion=region,
+                          Tags=[{"TagKey": STACK_TAG, "TagValue": self._stack}])
+        return arn, self.public_jwk(arn, alg)
+
+    def signer(self, record: KeyRecord) -> KmsSigningKey:
+        # By key id: for a multi-Region key (mrk-…) that is this region's replica, so every region
+        # signs locally with the same key material, under the same kid.
+        return KmsSigningKey(self._kms, self._key_id(record.key_ref or ""), record.alg, record.public_jwk)
+
+    @staticmethod
+    def _key_id(key_ref: str) -> str:
+        # The key id names the key in this client's region as the ARN does (and moto knows only ids).
+        return key_ref.rsplit("/", 1)[-1]
+
+    def disable(self, key_ref: str) -> None:
+        _kms_call(self._kms, "disable_key", KeyId=self._key_id(key_ref))
+
+    def schedule_deletion(self, key_ref: str, days: int) -> None:
+        try:
+            _kms_call(self._kms, "schedule_key_deletion", KeyId=self._key_id(key_ref), PendingWindowInDays=days)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "KMSInvalidStateException":  # already pending
+                raise

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
+from ...keys import KeyRecord
 from ...oauth.jwk import SIGNING_ALGORITHMS, der_to_jose_ecdsa, public_jwk
+from ...ports import ConflictError
 from .sqlite import SqliteDatabase
-
-ACTIVE, RETIRING = "active", "retiring"
 
 
 def generate_private_key(alg: str) -> Any:
@@ -46,51 +45,72 @@ class LocalSigningKey:
         return f"LocalSigningKey(kid={self.kid!r}, alg={self.alg!r})"
 
 
-class LocalKeyStore:
-    """KeyStore over ``<data_dir>/keys/<kid>.pem``; the private key never leaves the file and memory."""
+class LocalKeyMaterial:
+    """Private keys in ``<dir>/<key_id>.pem``; the file name makes creation idempotent."""
 
-    def __init__(self, db: SqliteDatabase, key_dir: Path) -> None:
-        self._db = db
-        self._dir = key_dir
-        self._loaded: dict[str, LocalSigningKey] = {}
-        self._lock = threading.Lock()
+    def __init__(self, directory: Path) -> None:
+        self._dir = directory
 
-    def ensure_active_key(self, alg: str) -> str:
-        """Make sure a key for ``alg`` signs; a previous key of another algorithm keeps being published."""
-        row = self._db.execute("SELECT kid, alg FROM signing_keys WHERE state = ?", (ACTIVE,)).fetchone()
-        if row and row[1] == alg:
-            return row[0]
+    def _path(self, key_ref: str) -> Path:
+        return self._dir / key_ref
+
+    @staticmethod
+    def _load(path: Path) -> Any:
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        return load_pem_private_key(path.read_bytes(), password=None)
+
+    def create(self, key_id: str, alg: str) -> tuple[str, dict[str, Any]]:
         from cryptography.hazmat.primitives import serialization
 
-        private_key = generate_private_key(alg)
-        jwk = public_jwk(private_key.public_key(), alg)
-        self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        pem = private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                        serialization.NoEncryption())
-        fd = os.open(self._dir / f"{jwk['kid']}.pem", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(pem)
+        key_ref = f"{key_id}.pem"
+        path = self._path(key_ref)
+        if not path.exists():
+            self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            pem = generate_private_key(alg).private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                          serialization.NoEncryption())
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass  # created concurrently: use that one
+            else:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(pem)
+        return key_ref, public_jwk(self._load(path).public_key(), alg)
+
+    def signer(self, record: KeyRecord) -> LocalSigningKey:
+        return LocalSigningKey(record.kid or "", record.alg, self._load(self._path(record.key_ref or "")))
+
+    def public_jwk(self, key_ref: str, alg: str) -> dict[str, Any]:
+        return public_jwk(self._load(self._path(key_ref)).public_key(), alg)
+
+    def disable(self, key_ref: str) -> None:
+        path = self._path(key_ref)
+        if path.exists():
+            path.rename(path.with_suffix(".disabled"))
+
+    def schedule_deletion(self, key_ref: str, days: int) -> None:
+        # The embedded backend keeps no recovery window: a disabled local key is simply removed.
+        self._path(key_ref).with_suffix(".disabled").unlink(missing_ok=True)
+
+
+class SqliteKeyRegistry:
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+
+    def list_keys(self) -> list[KeyRecord]:
+        rows = self._db.execute("SELECT record FROM key_records ORDER BY created_at, key_id").fetchall()
+        return [KeyRecord.from_record(json.loads(row[0])) for row in rows]
+
+    def create_key_record(self, record: KeyRecord) -> None:
+        self._db.execute("INSERT INTO key_records (key_id, version, created_at, record) VALUES (?, ?, ?, ?)",
+                         (record.key_id, record.version, record.created_at, json.dumps(record.to_record())))
+
+    def update_key_records(self, records: list[KeyRecord]) -> None:
         with self._db.transaction() as conn:
-            conn.execute("UPDATE signing_keys SET state = ? WHERE state = ?", (RETIRING, ACTIVE))
-            conn.execute("INSERT INTO signing_keys (kid, alg, state, created_at, public_jwk) VALUES (?, ?, ?, "
-                         "CAST(strftime('%s','now') AS INTEGER), ?)", (jwk["kid"], alg, ACTIVE, json.dumps(jwk)))
-        return jwk["kid"]
-
-    def signing_key(self) -> LocalSigningKey:
-        row = self._db.execute("SELECT kid, alg FROM signing_keys WHERE state = ?", (ACTIVE,)).fetchone()
-        if row is None:
-            raise RuntimeError("no active signing key; start the server with `tokenmint serve`")
-        kid, alg = row
-        key = self._loaded.get(kid)
-        if key is None:
-            from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
-            with self._lock:
-                private_key = load_pem_private_key((self._dir / f"{kid}.pem").read_bytes(), password=None)
-                key = self._loaded[kid] = LocalSigningKey(kid, alg, private_key)
-        return key
-
-    def public_jwks(self) -> list[dict[str, str]]:
-        rows = self._db.execute("SELECT public_jwk FROM signing_keys WHERE state IN (?, ?) ORDER BY created_at DESC",
-                                (ACTIVE, RETIRING)).fetchall()
-        return [json.loads(row[0]) for row in rows]
+            for record in records:
+                cursor = conn.execute("UPDATE key_records SET version = ?, record = ? WHERE key_id = ? AND version = ?",
+                                      (record.version, json.dumps(record.to_record()), record.key_id,
+                                       record.version - 1))
+                if cursor.rowcount != 1:
+                    raise ConflictError(f"key {record.key_id} changed concurrently")

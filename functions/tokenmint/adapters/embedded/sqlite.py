@@ -16,9 +16,8 @@ from ...ports import ConflictError, InitialAccessTokenSpentError, UnavailableErr
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS clients (client_id TEXT PRIMARY KEY, version INTEGER NOT NULL, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS resources (key TEXT PRIMARY KEY, record TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS signing_keys (
-    kid TEXT PRIMARY KEY, alg TEXT NOT NULL, state TEXT NOT NULL, created_at INTEGER NOT NULL,
-    public_jwk TEXT NOT NULL
+CREATE TABLE IF NOT EXISTS key_records (
+    key_id TEXT PRIMARY KEY, version INTEGER NOT NULL, created_at INTEGER NOT NULL, record TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS initial_access_tokens (
     hash TEXT PRIMARY KEY, token_id TEXT UNIQUE NOT NULL, uses INTEGER NOT NULL, record TEXT NOT NULL

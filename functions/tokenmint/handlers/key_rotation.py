@@ -1,0 +1,16 @@
+"""The scheduled key rotation (EventBridge schedule in template.yaml): one idempotent step of the
+lifecycle in keys.py each run: create the next key, promote it once pre-published long enough,
+retire keys whose tokens have all expired, then disable and schedule their deletion."""
+
+from __future__ import annotations
+
+from .. import runtime
+from ..observability import audit, logger
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict, context: object) -> dict:
+    actions = runtime.backend().key_ring.rotate(force=bool((event or {}).get("force")))
+    for action in actions:
+        audit("keys.rotation", "success", detail=action)
+    return {"actions": actions}
