@@ -66,6 +66,14 @@ def parse_duration(value: str) -> int:
     return int(match.group(1)) * _UNITS[match.group(2)]
 
 
+def positive_duration(value: str) -> int:
+    """A duration that must not be zero (zero would read as "never expires")."""
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise AdminError(f"{value!r}: the duration must be longer than zero")
+    return seconds
+
+
 def _resource_keys(resources: list[str] | None) -> tuple[str, ...] | None:
     if resources is None:
         return None
@@ -77,16 +85,26 @@ def _resource_keys(resources: list[str] | None) -> tuple[str, ...] | None:
 
 def create_client(store: ClientStore, *, scopes: list[str], now: int, auth_method: str = SECRET_AUTH_METHODS[0],
                   name: str | None = None, introspect: bool = False, resources: list[str] | None = None,
-                  introspect_resources: list[str] | None = None) -> tuple[Client, str | None]:
+                  introspect_resources: list[str] | None = None,
+                  jwks: dict | None = None) -> tuple[Client, str | None]:
     """A new client and, for secret methods, its secret: returned once, stored only as a hash."""
     if auth_method not in SUPPORTED_AUTH_METHODS:
         raise AdminError(f"auth method must be one of {', '.join(SUPPORTED_AUTH_METHODS)}")
+    if (auth_method == "private_key_jwt") != (jwks is not None):
+        raise AdminError("private_key_jwt clients need --jwks-file (their public keys), and only they take one")
+    if jwks is not None:
+        from .oauth.registration import ClientMetadata
+
+        try:  # the same checks as registration: a JWK Set of public keys only
+            ClientMetadata.model_validate({"token_endpoint_auth_method": auth_method, "jwks": jwks})
+        except ValueError as exc:
+            raise AdminError(f"jwks: {exc}") from None
     secret = generate_client_secret() if auth_method in SECRET_AUTH_METHODS else None
     client = Client(
         client_id=generate_client_id(), auth_method=auth_method, scopes=_scopes(scopes), created_at=now,
         secrets=(ClientSecret(hash_secret(secret), created_at=now),) if secret else (),
         name=name, introspect=introspect or bool(introspect_resources), resources=_resource_keys(resources),
-        introspect_resources=_resource_keys(introspect_resources))
+        introspect_resources=_resource_keys(introspect_resources), metadata={"jwks": jwks} if jwks else {})
     store.create_client(client)
     return client, secret
 
@@ -140,7 +158,8 @@ def rotate_client_secret(store: ClientStore, client_id: str, *, grace: int, now:
         raise AdminError(f"client {client_id!r} authenticates with {client.auth_method}, not a secret")
     secret = generate_client_secret()
     lifetime = client.policy.max_secret_lifetime if client.policy else None
-    secrets = [ClientSecret(hash_secret(secret), created_at=now, expires_at=now + lifetime if lifetime else None)]
+    expires_at = now + lifetime if lifetime is not None else None
+    secrets = [ClientSecret(hash_secret(secret), created_at=now, expires_at=expires_at)]
     current = [s for s in client.secrets if s.is_valid_at(now)]
     if current and grace > 0:
         newest = max(current, key=lambda s: s.created_at)

@@ -88,7 +88,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     server = make_server(args.host, args.port)
     host = f"[{args.host}]" if ":" in args.host else args.host
     settings = Settings(backend="embedded", issuer=args.issuer or f"http://{host}:{server.server_address[1]}",
-                        data_dir=args.data_dir, signing_alg=args.alg,
+                        data_dir=args.data_dir, signing_alg=args.alg, allow_private_jwks_uri=args.dev,
                         authorizer_routes={route: tuple(scopes.split())
                                            for route, scopes in SAMPLE_AUTHORIZER_ROUTES.items()})
     issuer = settings.issuer or ""
@@ -154,7 +154,8 @@ def cmd_resource_list(args: argparse.Namespace) -> int:
 def cmd_client_create(args: argparse.Namespace) -> int:
     client, secret = admin.create_client(_stores(args), scopes=args.scope.split(), now=_now(),
                                          auth_method=args.auth_method, name=args.name, introspect=args.introspect,
-                                         resources=args.resource, introspect_resources=args.introspect_resource)
+                                         resources=args.resource, introspect_resources=args.introspect_resource,
+                                         jwks=_read_jwks(args.jwks_file) if args.jwks_file else None)
     view = _client_view(client)
     if secret is not None:
         view["client_secret"] = secret
@@ -167,6 +168,14 @@ def cmd_client_create(args: argparse.Namespace) -> int:
             print(f"client_secret: {secret}\n(the secret is shown only now; it is stored as a hash)")
         print(f"auth method:   {client.auth_method}\nscopes:        {view['scope'] or '(none)'}")
     return 0
+
+
+def _read_jwks(path: Path) -> dict:
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise admin.AdminError(f"--jwks-file {path}: {exc}") from None
+    return document if "keys" in document else {"keys": [document]}  # a JWK Set, or one JWK
 
 
 def cmd_client_list(args: argparse.Namespace) -> int:
@@ -211,7 +220,7 @@ def _iat_view(token: Any) -> dict[str, Any]:
 
 
 def cmd_iat_create(args: argparse.Namespace) -> int:
-    duration = admin.parse_duration
+    duration = admin.positive_duration
     token, value = admin.create_initial_access_token(
         _stores(args), now=_now(), scopes=args.scope.split() if args.scope else None, resources=args.resource,
         auth_methods=args.auth_method, max_uses=args.max_uses, description=args.description,
@@ -370,6 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--issuer", help="issuer URL (default http://HOST:PORT)")
     serve.add_argument("--alg", default=os.environ.get("TOKENMINT_SIGNING_ALG", "RS256"),
                        choices=("RS256", "PS256", "ES256", "EdDSA"), help="token signing algorithm")
+    serve.add_argument("--dev", action="store_true",
+                       help="development only: allow private_key_jwt clients' jwks_uri on http and private addresses")
     serve.set_defaults(func=cmd_serve)
 
     resource = commands.add_parser("resource", help="protected resources (APIs, MCP servers)")
@@ -398,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="limit the client to this resource (repeatable; default: every resource)")
     create.add_argument("--introspect-resource", action="append", metavar="URI",
                         help="allow introspecting tokens of this resource only (repeatable; implies --introspect)")
+    create.add_argument("--jwks-file", type=Path, help="private_key_jwt: the client's public keys (a JWK Set or a JWK)")
     create.add_argument("--json", action="store_true", help="print one JSON object")
     create.set_defaults(func=cmd_client_create)
     listing = client_commands.add_parser("list", help="list clients")

@@ -59,6 +59,9 @@ class Settings:
     stack_name: str = "tokenmint"
     key_rotation_days: int = 30
     key_replica_regions: tuple[str, ...] = ()
+    # private_key_jwt: fetch jwks_uri from private/loopback addresses and over http (local development only)
+    allow_private_jwks_uri: bool = False
+    max_assertion_lifetime: int = 600  # seconds a client assertion may live (its exp - now)
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -93,6 +96,7 @@ class Settings:
             stack_name=env.get("TOKENMINT_STACK") or "tokenmint",
             key_rotation_days=_int(env, "TOKENMINT_KEY_ROTATION_DAYS", 30),
             key_replica_regions=tuple(r for r in (env.get("TOKENMINT_KEY_REPLICA_REGIONS") or "").split(",") if r),
+            max_assertion_lifetime=_int(env, "TOKENMINT_MAX_ASSERTION_LIFETIME", 600),
         )
 
 

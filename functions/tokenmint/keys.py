@@ -159,6 +159,24 @@ class KeyRing:
         changes = {"activated_at": self._now()} if state == ACTIVE else {}
         return self._materialise(pending, state, **changes)
 
+    def _first_key(self, now: int) -> tuple[KeyRecord | None, list[str]]:
+        """With no key at all: adopt the deployed key, or create one. Its id is fixed, so two runs
+        that both see an empty registry cannot both succeed (the second create conflicts)."""
+        if self.bootstrap_key_ref:
+            jwk = self.material.public_jwk(self.bootstrap_key_ref, self.alg)
+            record = KeyRecord(key_id="key_deployed", alg=self.alg, state=ACTIVE, created_at=now, kid=jwk["kid"],
+                               public_jwk=jwk, key_ref=self.bootstrap_key_ref, published_at=now, activated_at=now)
+            try:
+                self.registry.create_key_record(record)
+            except ConflictError:
+                return None, ["another run is recording the first key"]
+            return record, [f"adopted the deployed key {record.kid} (active)"]
+        try:
+            created = self._start(ACTIVE, key_id="key_first")
+        except ConflictError:
+            return None, ["another run is creating the first key"]
+        return created, [f"created {created.kid} (active: there was no signing key)"]
+
     def rotate(self, *, force: bool = False) -> list[str]:
         """One step of the scheduled rotation; returns what it did. Safe to run any number of times."""
         done: list[str] = []
@@ -171,15 +189,15 @@ class KeyRing:
             done.append(f"created {ready.kid} ({ready.state})")
             keys = self._by_state()
         active = (keys.get(ACTIVE) or [None])[0]
-        if active is None and self.bootstrap_key_ref and not keys:
-            jwk = self.material.public_jwk(self.bootstrap_key_ref, self.alg)
-            active = KeyRecord(key_id=new_key_id(), alg=self.alg, state=ACTIVE, created_at=now, kid=jwk["kid"],
-                               public_jwk=jwk, key_ref=self.bootstrap_key_ref, activated_at=now)
-            self.registry.create_key_record(active)
-            done.append(f"adopted the deployed key {active.kid} (active)")
         if active is None:
-            created = self._start(ACTIVE)
-            return done + [f"created {created.kid} (active: there was no signing key)"]
+            first, said = self._first_key(now) if not keys else (None, [])
+            if first is None or first.key_ref != self.bootstrap_key_ref:
+                if first is None and keys:  # keys exist but none is active (every one retired)
+                    created = self._start(ACTIVE)
+                    said = [f"created {created.kid} (active: there was no signing key)"]
+                return done + said
+            active = first
+            done += said
         upcoming = (keys.get(NEXT) or [None])[0]
         due = force or (active.activated_at or active.created_at) + self.rotation_interval <= now
         if upcoming is None and due:
@@ -215,6 +233,9 @@ class KeyRing:
         if ``compromised``, leaves the JWKS now, so every token it signed fails verification."""
         now = self._now()
         keys = self._by_state()
+        if not keys and self.bootstrap_key_ref:  # the deployed key signs now: it is the "old" one
+            self._first_key(now)
+            keys = self._by_state()
         old = (keys.get(ACTIVE) or [None])[0]
         pending = KeyRecord(key_id=new_key_id(), alg=self.alg, state=PENDING, created_at=now)
         self.registry.create_key_record(pending)

@@ -20,9 +20,20 @@ class Backend:
     revocations: RevocationStore
     clock: Clock = time.time
     key_ring: Any = None  # keys.KeyRing: the lifecycle operations (rotation, rollover)
+    assertions: Any = None  # oauth.client_assertion.ClientAssertionVerifier (private_key_jwt)
 
 
 def open_backend(settings: Settings) -> Backend:
+    backend = _open(settings)
+    from .oauth.client_assertion import ClientAssertionVerifier, HttpsJwksFetcher
+
+    backend.assertions = ClientAssertionVerifier(
+        replay=backend.clients, jwks_fetcher=HttpsJwksFetcher(allow_private=settings.allow_private_jwks_uri),
+        max_lifetime=settings.max_assertion_lifetime)
+    return backend
+
+
+def _open(settings: Settings) -> Backend:
     from .keys import KeyRing, ManagedKeyStore
 
     interval = settings.key_rotation_days * 86_400

@@ -30,19 +30,18 @@ MAX_CONNECTIONS = 64  # concurrent connections served; more wait up to ACCEPT_WA
 ACCEPT_WAIT = 2.0
 
 
-# Like one Lambda execution environment per function, each function handles one event at a time:
-# the handlers keep per-invocation state on module-level objects (the powertools resolver's
-# current event, the logger's keys), which concurrent threads would otherwise overwrite.
-_INVOCATION_LOCKS: dict[str, threading.Lock] = {}
-_LOCKS_GUARD = threading.Lock()
+# In Lambda each function runs in its own process and handles one event at a time. Here they all
+# share one process, and the handlers keep per-invocation state in process-wide places: powertools
+# stores the current event on a class shared by every resolver (BaseRouter.current_event), and
+# the logger's keys are shared too. So one invocation runs at a time in the whole server
+# (connections are still accepted and read concurrently; the GIL serialises the work anyway).
+_INVOCATION_LOCK = threading.Lock()
 
 
 def invoke(module: str, function: str, event: dict[str, Any]) -> dict[str, Any]:
-    """``module.lambda_handler(event, context)``, one invocation of ``function`` at a time."""
-    with _LOCKS_GUARD:
-        lock = _INVOCATION_LOCKS.setdefault(function, threading.Lock())
+    """``module.lambda_handler(event, context)``, as Lambda would call it: one event at a time."""
     handler = importlib.import_module(module).lambda_handler
-    with lock:
+    with _INVOCATION_LOCK:
         return handler(event, lambda_context(function))
 
 

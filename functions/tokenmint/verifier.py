@@ -257,7 +257,7 @@ class IntrospectionRevocationCheck:
 
     endpoint: str
     client_id: str
-    client_secret: str
+    client_secret: str = field(repr=False)
     cache_seconds: float = 10.0
     timeout: float = 3.0
     clock: Callable[[], float] = time.monotonic

@@ -207,17 +207,22 @@ def test_given_head_on_discovery_when_sent_then_200_without_a_body(server):
 
 
 def test_given_a_burst_of_concurrent_clients_when_fetching_tokens_then_each_gets_its_own_token(server, resource):
-    """20 connections at once, four clients interleaved: every request succeeds, and each token names
-    the client that asked for it (no request ever sees another request's headers)."""
+    """20 connections at once, four clients interleaved, discovery requests in between (another
+    function): every request succeeds, and each token names the client that asked for it (no
+    request ever sees another request's headers)."""
     import base64
     from concurrent.futures import ThreadPoolExecutor
 
     clients = [new_client(server) for _ in range(4)]
 
+    token_endpoint = server.metadata["token_endpoint"]
+
     def fetch(i: int) -> tuple[int, str, str]:
         client = clients[i % len(clients)]
         with requests.Session() as session:
-            response = session.post(server.metadata["token_endpoint"], timeout=10,
+            if i % 3 == 0:  # another function's request, concurrently
+                assert session.get(server.issuer + "/jwks.json", timeout=10).status_code == 200
+            response = session.post(token_endpoint, timeout=10,
                                     auth=(client["client_id"], client["client_secret"]),
                                     data={"grant_type": "client_credentials", "resource": resource})
         if response.status_code != 200:

@@ -277,3 +277,31 @@ def test_two_overlapping_runs_create_one_next_key(backend):
     second = other.rotate(force=True)
     assert any("next" in a for a in first) and second == ["another run is creating the next key"]
     assert len(world.states()[NEXT]) == 1
+
+
+def test_two_first_runs_on_an_empty_registry_record_one_active_key(backend, request):
+    registry, material = backend
+    clock = Clock()
+    bootstrap = None
+    if isinstance(material, KmsKeyMaterial):  # on AWS the first run adopts the deployed key
+        bootstrap = request.getfixturevalue("kms_key")("ES256")
+    first = KeyRing(registry, material, "ES256", clock=clock, bootstrap_key_ref=bootstrap)
+    second = KeyRing(type("Empty", (), {"list_keys": staticmethod(lambda: []),  # read before the first wrote
+                                        "create_key_record": registry.create_key_record,
+                                        "update_key_records": registry.update_key_records})(),
+                     material, "ES256", clock=clock, bootstrap_key_ref=bootstrap)
+    first.rotate()
+    assert "another run" in second.rotate()[-1]
+    assert [r.state for r in registry.list_keys()] == [ACTIVE]
+
+
+def test_a_rollover_before_the_first_rotation_keeps_the_deployed_key_published(table, kms_key):
+    registry = DynamoDbStore(aws_client("dynamodb", "us-east-1"), table)
+    material = KmsKeyMaterial(aws_client("kms", "us-east-1"), stack="test", alias_prefix="alias/test-key-")
+    deployed = kms_key("ES256")
+    ring = KeyRing(registry, material, "ES256", bootstrap_key_ref=deployed)
+    deployed_kid = material.public_jwk(deployed, "ES256")["kid"]
+    new = ring.rollover()
+    published = {jwk["kid"] for jwk in ManagedKeyStore(registry, material, cache_seconds=0).public_jwks()}
+    assert published == {deployed_kid, new.kid}
+    assert {r.kid: r.state for r in registry.list_keys()} == {deployed_kid: RETIRING, new.kid: ACTIVE}

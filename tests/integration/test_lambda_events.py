@@ -160,6 +160,7 @@ def deployed(table, kms_key, monkeypatch):
         runtime.install(None)
         return key_arn
     seed(table)
+    pkjwt_client(table)
     yield deploy
     runtime.install(None)
 
@@ -206,6 +207,30 @@ def with_form(name: str, authorization: str | None = None, **fields: str) -> dic
     if authorization is not None:
         event["headers"]["authorization"] = authorization
     return event
+
+
+PKJWT_KEY = None
+
+
+def pkjwt_client(table: str) -> None:
+    """A private_key_jwt client allowed to introspect, with an EC key made for the test run."""
+    global PKJWT_KEY
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from tokenmint.oauth.jwk import public_jwk
+
+    PKJWT_KEY = ec.generate_private_key(ec.SECP256R1())
+    store_of(table).create_client(Client("tmc_pkjwt", "private_key_jwt", (), created_at=1_700_000_000, introspect=True,
+                                         metadata={"jwks": {"keys": [public_jwk(PKJWT_KEY.public_key(), "ES256")]}}))
+
+
+def pkjwt_assertion() -> str:
+    import time
+    import uuid
+
+    now = int(time.time())
+    return jwt.encode({"iss": "tmc_pkjwt", "sub": "tmc_pkjwt", "aud": DOMAIN_ISSUER, "iat": now, "exp": now + 300,
+                       "jti": str(uuid.uuid4())}, PKJWT_KEY, algorithm="ES256")
 
 
 def basic(client_id: str, secret: str) -> str:
@@ -492,7 +517,7 @@ def test_given_an_issued_token_when_its_client_revokes_it_then_introspection_say
                       with_form("introspection_garbage_token.json", token=access_token))
     assert response["json"] == {"active": False}
     item = revocation_item(table, claims["jti"])
-    assert item is not None and int(item["ttl"]["N"]) == claims["exp"]
+    assert item is not None and int(item["ttl"]["N"]) == claims["exp"] + 60  # exp + the verifiers' skew
     assert item["client_id"] == {"S": "tmc_example"}
 
 
@@ -604,6 +629,12 @@ def test_given_the_new_functions_when_invoked_cold_then_only_the_calls_their_rol
     own_token = invoke("token_basic.json")["json"]["access_token"]
     requests["RevocationFunction"].append(("revocation_basic.json",
                                            with_form("revocation_basic.json", token=own_token)))
+    # a private_key_jwt caller: its assertion's jti is recorded once (the PutItem grant)
+    assertion_event = with_form("introspection_garbage_token.json", token=access_token,
+                                client_assertion_type="urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                                client_assertion=pkjwt_assertion())
+    del assertion_event["headers"]["authorization"]
+    requests["IntrospectionFunction"].append(("introspection_garbage_token.json", assertion_event))
     calls: Counter = Counter()
     for service in ("kms", "dynamodb"):
         aws_client(service, "us-east-1").meta.events.register(

@@ -227,3 +227,14 @@ def test_given_a_revoked_token_when_checked_then_revoked_until_it_would_have_exp
     assert store.is_token_revoked("jti-1")
     assert not store.is_token_revoked("jti-old")  # expired: the entry is as good as gone
     assert not store.is_token_revoked("jti-unknown")
+
+
+def test_given_a_client_assertion_jti_when_used_twice_then_only_the_first_use_counts(store):
+    import time
+
+    later = int(time.time()) + 300
+    assert store.use_once("tmc_1#jti-1", later) is True
+    assert store.use_once("tmc_1#jti-1", later) is False
+    assert store.use_once("tmc_2#jti-1", later) is True  # per client
+    assert store.use_once("tmc_1#old", int(time.time()) - 1) is True
+    assert store.use_once("tmc_1#old", later) is True  # an expired record no longer blocks

@@ -64,6 +64,7 @@ EXPECTED_GRANTS = {
         grant("dynamodb:GetItem", "Table.Arn"),
         grant("dynamodb:Query", "Table.Arn"),
         grant("dynamodb:UpdateItem", "Table.Arn"),
+        grant("dynamodb:PutItem", "Table.Arn"),
         grant("kms:Sign", KEYS, OWNED),
         grant("kms:GetPublicKey", KEYS, OWNED),
     },
@@ -86,6 +87,7 @@ EXPECTED_GRANTS = {
     "IntrospectionFunction": {
         grant("dynamodb:GetItem", "Table.Arn"),
         grant("dynamodb:Query", "Table.Arn"),
+        grant("dynamodb:PutItem", "Table.Arn"),
         grant("kms:GetPublicKey", KEYS, OWNED),
     },
     "ToolsFunction": {

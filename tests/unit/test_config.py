@@ -37,3 +37,11 @@ def test_given_a_bad_setting_when_read_then_config_error_naming_it(env, names):
 
 def test_given_a_loopback_http_issuer_when_read_then_allowed_for_local_use():
     assert Settings.from_env({"TOKENMINT_ISSUER": "http://127.0.0.1:8000"}).issuer == "http://127.0.0.1:8000"
+
+
+@pytest.mark.parametrize("value", ["0", "0s", "0d"])
+def test_given_a_zero_duration_for_an_expiry_then_refused_rather_than_never_expiring(value):
+    from tokenmint.admin import AdminError, positive_duration
+
+    with pytest.raises(AdminError, match="longer than zero"):
+        positive_duration(value)

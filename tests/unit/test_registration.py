@@ -85,7 +85,7 @@ def test_given_no_scope_under_an_unrestricted_policy_then_invalid_client_metadat
     ({"grant_types": ["client_credentials", "authorization_code"]}, "grant_types"),
     ({"grant_types": []}, "grant_types"),
     ({"token_endpoint_auth_method": "none"}, "token_endpoint_auth_method"),
-    ({"token_endpoint_auth_method": "private_key_jwt"}, "token_endpoint_auth_method"),
+    ({"token_endpoint_auth_method": "private_key_jwt"}, "jwks"),  # needs its public keys
     ({"scope": "tools:admin"}, "not allowed under this policy"),
     ({"scope": "tools:read  x"}, "scope"),
     ({"scope": 7}, "scope"),
@@ -286,3 +286,24 @@ def test_given_a_wrong_registration_token_and_a_bad_body_when_updating_then_401(
     created = register(store, {"scope": "tools:read"}).body
     with pytest.raises(InvalidTokenError):
         endpoint(store).update(created["client_id"], b"{not json", "text/plain", "Bearer tmrat_wrong", ISSUER)
+
+
+@pytest.mark.parametrize("member", [0.5, 7, {"nested": "x"}, [1, 2], True])
+def test_given_a_jwk_member_that_is_not_a_string_when_registering_then_invalid_client_metadata(store, member):
+    jwk = {"kty": "EC", "crv": "P-256", "x": "a", "y": "b", "extra": member}
+    with pytest.raises(InvalidClientMetadataError, match="strings"):
+        register(store, {"scope": "tools:read", "token_endpoint_auth_method": "private_key_jwt",
+                         "jwks": {"keys": [jwk]}})
+
+
+def test_given_a_software_statement_whose_alg_does_not_fit_the_trusted_key_then_refused_not_crashed(store):
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    verifier = SoftwareStatementVerifier({"https://publisher.example": {"keys": [public_jwk(rsa_key.public_key(),
+                                                                                            "RS256")]}})
+    forged = jwt.encode({"iss": "https://publisher.example"}, ec.generate_private_key(ec.SECP256R1()),
+                        algorithm="ES256")
+    with pytest.raises(InvalidSoftwareStatementError):
+        endpoint(store, verifier).register(*as_json({"software_statement": forged, "scope": "tools:read"}),
+                                           initial_token(store), ISSUER)

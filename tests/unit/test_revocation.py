@@ -61,7 +61,7 @@ def test_given_a_clients_own_token_when_revoked_then_inactive_and_kept_until_its
     store, _, endpoints = world
     token = token_for(world)
     result = endpoints.revoke(form(token=token, token_type_hint="access_token"), basic("agent"), ISSUER)
-    assert result.revoked_jti and store.revoked[result.revoked_jti] == NOW + 600
+    assert result.revoked_jti and store.revoked[result.revoked_jti] == NOW + 600 + 60  # exp + verifier skew
     assert introspect(world, token) == {"active": False}
 
 
@@ -118,12 +118,38 @@ def test_given_a_disabled_deleted_or_token_revoked_client_when_introspected_then
     assert introspect(world, token) == {"active": False}
     store.clients["agent"] = store.clients["agent"].with_changes(disabled=False, tokens_not_before=NOW + 1)
     assert introspect(world, token) == {"active": False}
-    assert introspect(world, token_for(world, issued=NOW + 1))["active"] is True  # later tokens are fine
+    later = (store, world[1], TokenStatusEndpoints(store, store, world[1], lambda: NOW + 1))
+    assert introspect(later, token_for(world, issued=NOW + 1))["active"] is True  # later tokens are fine
     del store.clients["agent"]
-    assert introspect(world, token_for(world, issued=NOW + 1)) == {"active": False}
+    assert introspect(later, token_for(world, issued=NOW + 1)) == {"active": False}
 
 
 def test_given_a_key_removed_from_the_jwks_when_introspected_then_its_tokens_are_inactive(world):
     token = token_for(world)
     world[1].jwk = {**world[1].jwk, "kid": "another-key"}
     assert introspect(world, token) == {"active": False}
+
+
+def test_given_a_revoked_token_just_past_exp_when_a_lenient_verifier_checks_it_then_still_revoked(world):
+    from tokenmint.verifier import LocalKeys, StoreRevocationCheck, TokenRejected, TokenVerifier
+
+    store, keys, endpoints = world
+    token = token_for(world, lifetime=60)
+    endpoints.revoke(form(token=token), basic("agent"), ISSUER)
+    entry_until = max(store.revoked.values())
+    # a resource server allowing 30 s of skew still accepts the token's times at exp + 29 s …
+    verifier = TokenVerifier(issuer=ISSUER, audience=API, keys=LocalKeys(lambda: [keys.jwk]), leeway=30,
+                             revocation=StoreRevocationCheck(store, store), clock=lambda: NOW + 60 + 29)
+    assert entry_until >= NOW + 60 + 30  # … so the revocation entry must outlive that window
+    with pytest.raises(TokenRejected, match="revoked"):
+        verifier.verify(token)
+    # and introspection, with no leeway, calls it inactive the moment it expires
+    late = TokenStatusEndpoints(store, store, keys, lambda: NOW + 60)
+    assert late.introspect(form(token=token_for(world, lifetime=60)), basic("rs"), ISSUER).body == {"active": False}
+
+
+def test_the_introspection_revocation_check_never_shows_its_secret():
+    from tokenmint.verifier import IntrospectionRevocationCheck
+
+    check = IntrospectionRevocationCheck("https://as.example.com/introspect", "rs", "tmsec_do_not_show")
+    assert "tmsec_do_not_show" not in repr(check)

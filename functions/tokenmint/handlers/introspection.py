@@ -19,7 +19,8 @@ http.allow_only(app, INTROSPECTION_PATH, ("POST",))
 @app.post(INTROSPECTION_PATH)
 def handle_introspection() -> Response:
     backend = runtime.backend()
-    endpoints = TokenStatusEndpoints(backend.clients, backend.revocations, backend.keys, backend.clock)
+    endpoints = TokenStatusEndpoints(backend.clients, backend.revocations, backend.keys, backend.clock,
+                                     backend.assertions)
     try:
         result = endpoints.introspect(http.form_body(app), http.header(app, "authorization"),
                                       http.issuer_of(app, backend.settings.issuer))

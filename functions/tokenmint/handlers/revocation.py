@@ -19,7 +19,8 @@ http.allow_only(app, REVOCATION_PATH, ("POST",))
 @app.post(REVOCATION_PATH)
 def handle_revocation() -> Response:
     backend = runtime.backend()
-    endpoints = TokenStatusEndpoints(backend.clients, backend.revocations, backend.keys, backend.clock)
+    endpoints = TokenStatusEndpoints(backend.clients, backend.revocations, backend.keys, backend.clock,
+                                     backend.assertions)
     try:
         result = endpoints.revoke(http.form_body(app), http.header(app, "authorization"),
                                   http.issuer_of(app, backend.settings.issuer))

@@ -19,7 +19,7 @@ http.allow_only(app, TOKEN_PATH, ("POST",))
 @app.post(TOKEN_PATH)
 def handle_token() -> Response:
     backend = runtime.backend()
-    grant = ClientCredentialsGrant(backend.clients, backend.resources, backend.keys, backend.clock)
+    grant = ClientCredentialsGrant(backend.clients, backend.resources, backend.keys, backend.clock, backend.assertions)
     try:
         result = grant.create_token_response(http.form_body(app), http.header(app, "authorization"),
                                              http.issuer_of(app, backend.settings.issuer))

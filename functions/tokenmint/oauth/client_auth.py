@@ -1,4 +1,5 @@
-"""Client authentication at the token endpoint (RFC 6749 §2.3.1): client_secret_basic and client_secret_post."""
+"""Client authentication (RFC 6749 §2.3): client_secret_basic and client_secret_post (§2.3.1), and
+private_key_jwt (RFC 7523 §2.2, in client_assertion.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from urllib.parse import unquote_plus
 
 from .credentials import MAX_CLIENT_ID_LENGTH, MAX_SECRET_LENGTH, verify_secret
 from .errors import InvalidClientError, InvalidRequestError
-from .models import CLIENT_SECRET_BASIC, CLIENT_SECRET_POST
+from .client_assertion import ASSERTION_TYPE, ClientAssertionVerifier
+from .models import CLIENT_SECRET_BASIC, CLIENT_SECRET_POST, PRIVATE_KEY_JWT
 
 if TYPE_CHECKING:
     from ..ports import ClientStore
@@ -23,8 +25,9 @@ class PresentedCredentials:
     """What the request claims: a client id, the method it used and the secret it sent."""
 
     method: str
-    client_id: str
-    secret: str
+    client_id: str | None  # for private_key_jwt: the body's client_id, optional (RFC 7521 §4.2)
+    secret: str = ""
+    assertion: str = ""
 
     def __repr__(self) -> str:  # never let the secret reach a log or a traceback
         return f"PresentedCredentials(method={self.method!r}, client_id={self.client_id!r})"
@@ -33,6 +36,13 @@ class PresentedCredentials:
 def extract_credentials(form: Form, authorization: str | None) -> PresentedCredentials:
     """Find the one authentication method the request uses; more than one is an error (§2.3)."""
     body_id, body_secret = form.get("client_id"), form.get("client_secret")
+    assertion_type, assertion = form.get("client_assertion_type"), form.get("client_assertion")
+    if assertion_type is not None or assertion is not None:
+        if authorization is not None or body_secret is not None:
+            raise InvalidRequestError("use one client authentication method, not a secret and an assertion")
+        if assertion_type != ASSERTION_TYPE or assertion is None:
+            raise InvalidRequestError(f"client_assertion_type must be {ASSERTION_TYPE}, with a client_assertion")
+        return PresentedCredentials(PRIVATE_KEY_JWT, body_id, assertion=assertion)
     if authorization is not None:
         scheme, _, value = authorization.strip().partition(" ")
         if scheme.lower() != "basic":
@@ -64,11 +74,19 @@ def _decode_basic(value: str) -> tuple[str, str]:
     return client_id, secret
 
 
-def authenticate_client(credentials: PresentedCredentials, clients: ClientStore, now: int) -> Client:
+def authenticate_client(credentials: PresentedCredentials, clients: ClientStore, now: int,
+                        assertions: ClientAssertionVerifier | None = None, audiences: tuple[str, ...] = ()) -> Client:
     """The registered client the credentials prove, or :class:`InvalidClientError`.
 
-    Unknown client and wrong secret are indistinguishable, in answer and in time.
+    Unknown client and wrong secret are indistinguishable, in answer and in time. ``audiences``
+    are the values a client assertion's ``aud`` may name (this server's issuer, its endpoints).
     """
+    if credentials.method == PRIVATE_KEY_JWT:
+        if assertions is None:
+            raise InvalidClientError("private_key_jwt is not available here")
+        return assertions.authenticate(credentials.assertion, credentials.client_id, clients.get_client,
+                                       audiences=audiences, now=now)
+    assert credentials.client_id is not None
     client = None
     if len(credentials.client_id) <= MAX_CLIENT_ID_LENGTH and len(credentials.secret) <= MAX_SECRET_LENGTH:
         client = clients.get_client(credentials.client_id)

@@ -14,10 +14,18 @@ from .scope import grant_scopes, parse_scope
 
 if TYPE_CHECKING:
     from ..ports import ClientStore, Clock, KeyStore, ResourceStore
+    from .client_assertion import ClientAssertionVerifier
     from .form import Form
     from .models import Client, Resource
 
 GRANT_TYPE = "client_credentials"
+TOKEN_PATH = "/token"
+
+
+def assertion_audiences(issuer: str, endpoint_path: str) -> tuple[str, ...]:
+    """What a client assertion's ``aud`` may be (RFC 7523 §3): the issuer (with or without the
+    trailing slash older MCP SDKs add), the token endpoint, or the endpoint it is sent to."""
+    return tuple(dict.fromkeys((issuer, issuer + "/", issuer + TOKEN_PATH, issuer + endpoint_path)))
 # last_used_at is written at most this often per client: one write per few minutes, not per token.
 USAGE_RESOLUTION = 300
 
@@ -43,11 +51,13 @@ class TokenResponse:
 class ClientCredentialsGrant:
     """§4.4.2 access token request → §4.4.3 response (never a refresh token)."""
 
-    def __init__(self, clients: ClientStore, resources: ResourceStore, keys: KeyStore, clock: Clock) -> None:
+    def __init__(self, clients: ClientStore, resources: ResourceStore, keys: KeyStore, clock: Clock,
+                 assertions: ClientAssertionVerifier | None = None) -> None:
         self._clients = clients
         self._resources = resources
         self._keys = keys
         self._clock = clock
+        self._assertions = assertions
 
     def create_token_response(self, form: Form, authorization: str | None, issuer: str) -> TokenResponse:
         # Check the request's syntax first: malformed requests cost no storage read.
@@ -65,7 +75,8 @@ class ClientCredentialsGrant:
         credentials = extract_credentials(form, authorization)
 
         now = int(self._clock())
-        client = authenticate_client(credentials, self._clients, now)
+        client = authenticate_client(credentials, self._clients, now, self._assertions,
+                                     audiences=assertion_audiences(issuer, TOKEN_PATH))
         resource = select_resource(resource_key, client, self._resources)
         scopes = grant_scopes(requested_scopes, client.scopes, resource.scopes)
         if not scopes:

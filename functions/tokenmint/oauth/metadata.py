@@ -9,7 +9,7 @@ from .client_credentials import GRANT_TYPE
 from .jwk import SIGNING_ALGORITHMS
 from .models import SUPPORTED_AUTH_METHODS
 
-TOKEN_PATH = "/token"
+from .client_credentials import TOKEN_PATH
 JWKS_PATH = "/jwks.json"
 REGISTRATION_PATH = "/register"
 REVOCATION_PATH = "/revoke"

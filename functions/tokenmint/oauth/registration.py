@@ -39,6 +39,7 @@ from .metadata import REGISTRATION_PATH
 from .models import (
     CLIENT_SECRET_BASIC,
     MAX_TOKEN_LIFETIME,
+    PRIVATE_KEY_JWT,
     SECRET_AUTH_METHODS,
     SUPPORTED_AUTH_METHODS,
     Client,
@@ -119,6 +120,10 @@ class ClientMetadata(BaseModel):
                 raise ValueError("each key must be an RSA, EC or OKP JWK")
             if _PRIVATE_JWK_MEMBERS.intersection(key):
                 raise ValueError("must hold public keys only")
+            for member in key.values():  # RFC 7517 §4: strings, or lists of strings (key_ops, x5c)
+                if not (isinstance(member, str) or (isinstance(member, list)
+                                                    and all(isinstance(v, str) for v in member))):
+                    raise ValueError("JWK members must be strings or lists of strings")
         return value
 
     @field_validator("jwks_uri")
@@ -134,6 +139,8 @@ class ClientMetadata(BaseModel):
     def _one_key_source(self) -> ClientMetadata:
         if self.jwks is not None and self.jwks_uri is not None:
             raise ValueError("jwks and jwks_uri must not both be present (RFC 7591 §2)")
+        if self.token_endpoint_auth_method == PRIVATE_KEY_JWT and self.jwks is None and self.jwks_uri is None:
+            raise ValueError("private_key_jwt needs the client's public keys in jwks or jwks_uri")
         return self
 
 
@@ -193,16 +200,18 @@ class SoftwareStatementVerifier:
             raise UnapprovedSoftwareStatementError("the software statement's issuer is not trusted here")
         if header.get("alg") not in STATEMENT_ALGORITHMS:
             raise InvalidSoftwareStatementError(f"software statements must be signed with {', '.join(STATEMENT_ALGORITHMS)}")
+        alg = header["alg"]
+        key_type = {"RS256": "RSA", "PS256": "RSA", "ES256": "EC", "EdDSA": "OKP"}[alg]
         try:
             keys = [key for key in jwt.PyJWKSet.from_dict(jwks).keys
-                    if header.get("kid") in (None, key.key_id)]
-        except jwt.PyJWTError:
+                    if header.get("kid") in (None, key.key_id) and key.key_type == key_type]
+        except (jwt.PyJWTError, TypeError, ValueError):
             raise UnapprovedSoftwareStatementError("the trusted issuer's keys cannot be used") from None
         for key in keys:
             try:
-                return jwt.decode(statement, key.key, algorithms=[header["alg"]], issuer=issuer,
+                return jwt.decode(statement, key.key, algorithms=[alg], issuer=issuer,
                                   options={"verify_aud": False, "require": ["iss"]}, leeway=CLOCK_SKEW)
-            except jwt.InvalidSignatureError:
+            except (jwt.InvalidSignatureError, TypeError, ValueError):
                 continue
             except jwt.PyJWTError as exc:
                 raise InvalidSoftwareStatementError(f"software statement rejected: {exc}") from None
@@ -243,18 +252,21 @@ class ClientRegistrationEndpoint:
         initial_token = self._initial_access_token(authorization, now)  # before reading the body
         metadata, extra = self._metadata(parse_metadata_document(body, content_type), now)
         policy = initial_token.policy
-        client_id, secret = generate_client_id(), generate_client_secret()
+        client_id = generate_client_id()
+        secret = generate_client_secret() if metadata.token_endpoint_auth_method in SECRET_AUTH_METHODS else None
         registration_token = generate_token(REGISTRATION_ACCESS_TOKEN_PREFIX)
         client = self._apply(metadata, extra, policy, Client(
             client_id=client_id, auth_method=metadata.token_endpoint_auth_method, scopes=(), created_at=now,
-            secrets=(self._new_secret(secret, policy, now),), policy=policy,
+            secrets=(self._new_secret(secret, policy, now),) if secret else (), policy=policy,
             registration_access_token_hash=hash_secret(registration_token)))
         try:
             self._registrations.register_client(client, initial_token.hash, now)
         except InitialAccessTokenSpentError:
             raise InvalidTokenError("the initial access token is expired or used up") from None
         body = self.client_information(client, issuer)
-        body.update(client_secret=secret, registration_access_token=registration_token)
+        body["registration_access_token"] = registration_token
+        if secret is not None:
+            body["client_secret"] = secret
         return RegistrationResponse(201, body, client)
 
     # -- RFC 7592 ------------------------------------------------------------------------------
@@ -281,8 +293,17 @@ class ClientRegistrationEndpoint:
                                                  client_id=client_id)
         metadata, extra = self._metadata(document, now)
         registration_token = generate_token(REGISTRATION_ACCESS_TOKEN_PREFIX)
-        updated = self._apply(metadata, extra, client.policy or RegistrationPolicy(), client.with_changes(
-            auth_method=metadata.token_endpoint_auth_method,
+        policy = client.policy or RegistrationPolicy()
+        # Switching methods: no secret for private_key_jwt; a new one (returned once) for a client
+        # that moves to a secret method without a current secret (RFC 7592 §2.2 allows a new one).
+        secrets, new_secret = client.secrets, None
+        if metadata.token_endpoint_auth_method == PRIVATE_KEY_JWT:
+            secrets = ()
+        elif not any(s.is_valid_at(now) for s in client.secrets):
+            new_secret = generate_client_secret()
+            secrets = (self._new_secret(new_secret, policy, now),)
+        updated = self._apply(metadata, extra, policy, client.with_changes(
+            auth_method=metadata.token_endpoint_auth_method, secrets=secrets,
             registration_access_token_hash=hash_secret(registration_token)))
         try:
             self._clients.update_client(updated)
@@ -291,6 +312,8 @@ class ClientRegistrationEndpoint:
                                         client_id=client_id) from None
         body = self.client_information(updated, issuer)
         body["registration_access_token"] = registration_token
+        if new_secret is not None:
+            body["client_secret"] = new_secret
         return RegistrationResponse(200, body, updated)
 
     def delete(self, client_id: str, authorization: str | None) -> RegistrationResponse:
@@ -332,7 +355,8 @@ class ClientRegistrationEndpoint:
     @staticmethod
     def _new_secret(secret: str, policy: RegistrationPolicy, now: int) -> ClientSecret:
         lifetime = policy.max_secret_lifetime
-        return ClientSecret(hash_secret(secret), created_at=now, expires_at=now + lifetime if lifetime else None)
+        return ClientSecret(hash_secret(secret), created_at=now,
+                            expires_at=now + lifetime if lifetime is not None else None)
 
     @staticmethod
     def _apply(metadata: ClientMetadata, extra: dict[str, Any], policy: RegistrationPolicy, client: Client) -> Client:
@@ -389,5 +413,5 @@ def new_initial_access_token(*, now: int, policy: RegistrationPolicy, expires_in
     value = value or generate_token(INITIAL_ACCESS_TOKEN_PREFIX)
     token = InitialAccessToken(token_id=token_id or "iat_" + secrets.token_hex(6), hash=hash_secret(value),
                                created_at=now, policy=policy, max_uses=max_uses, description=description,
-                               expires_at=now + expires_in if expires_in else None)
+                               expires_at=now + expires_in if expires_in is not None else None)
     return token, value

@@ -12,15 +12,19 @@ from typing import TYPE_CHECKING, Any
 
 from ..verifier import LocalKeys, StoreRevocationCheck, TokenRejected, TokenVerifier, VerifiedToken
 from .client_auth import authenticate_client, extract_credentials
+from .client_credentials import assertion_audiences
+from .metadata import INTROSPECTION_PATH, REVOCATION_PATH
 from .errors import InvalidRequestError, OAuthError
 from .resource import normalize_resource_identifier
 
 if TYPE_CHECKING:
     from ..ports import ClientStore, Clock, KeyStore, RevocationStore
+    from .client_assertion import ClientAssertionVerifier
     from .form import Form
     from .models import Client
 
 INACTIVE = {"active": False}
+REVOCATION_MARGIN = 60  # ≥ verifier.DEFAULT_LEEWAY
 
 
 class AccessDeniedError(OAuthError):
@@ -45,18 +49,22 @@ class IntrospectionResult:
 class TokenStatusEndpoints:
     """The revocation (RFC 7009 §2) and introspection (RFC 7662 §2) endpoints."""
 
-    def __init__(self, clients: ClientStore, revocations: RevocationStore, keys: KeyStore, clock: Clock) -> None:
+    def __init__(self, clients: ClientStore, revocations: RevocationStore, keys: KeyStore, clock: Clock,
+                 assertions: ClientAssertionVerifier | None = None) -> None:
         self._clients, self._revocations, self._keys, self._clock = clients, revocations, keys, clock
+        self._assertions = assertions
 
-    def _authenticate(self, form: Form, authorization: str | None) -> tuple[Client, str]:
+    def _authenticate(self, form: Form, authorization: str | None, issuer: str, path: str) -> tuple[Client, str]:
         token = form.get("token")  # §2.1 both: required; a hint (access_token or not) changes nothing
         if token is None:
             raise InvalidRequestError("token is required")
-        client = authenticate_client(extract_credentials(form, authorization), self._clients, int(self._clock()))
+        client = authenticate_client(extract_credentials(form, authorization), self._clients, int(self._clock()),
+                                     self._assertions, audiences=assertion_audiences(issuer, path))
         return client, token
 
     def _verify(self, token: str, issuer: str) -> VerifiedToken | None:
-        verifier = TokenVerifier(issuer=issuer, audience=None, keys=LocalKeys(self._keys.public_jwks),
+        # No leeway: the server's own clock decides, and an expired token is inactive (RFC 7662 §2.2).
+        verifier = TokenVerifier(issuer=issuer, audience=None, keys=LocalKeys(self._keys.public_jwks), leeway=0,
                                  revocation=StoreRevocationCheck(self._clients, self._revocations), clock=self._clock)
         try:
             return verifier.verify(token)
@@ -66,17 +74,18 @@ class TokenStatusEndpoints:
     def revoke(self, form: Form, authorization: str | None, issuer: str) -> RevocationResult:
         """§2.1: a client revokes its own token. Invalid, expired, already revoked and other clients'
         tokens get the same 200 (§2.2), so the answer reveals nothing about them."""
-        client, token = self._authenticate(form, authorization)
+        client, token = self._authenticate(form, authorization, issuer, REVOCATION_PATH)
         verified = self._verify(token, issuer)
         if verified is None or verified.client_id != client.client_id:
             return RevocationResult(client, None)
-        self._revocations.revoke_token(verified.jti, client.client_id, verified.expires_at)
+        # Kept past exp by the skew resource servers allow on exp, so no verifier ever sees it revive.
+        self._revocations.revoke_token(verified.jti, client.client_id, verified.expires_at + REVOCATION_MARGIN)
         return RevocationResult(client, verified.jti)
 
     def introspect(self, form: Form, authorization: str | None, issuer: str) -> IntrospectionResult:
         """§2.2: ``active`` and the token's claims, for callers allowed to introspect its audience;
         ``{"active": false}`` for anything else, including tokens of audiences the caller may not see."""
-        caller, token = self._authenticate(form, authorization)
+        caller, token = self._authenticate(form, authorization, issuer, INTROSPECTION_PATH)
         if not caller.introspect:
             raise AccessDeniedError("this client may not call the introspection endpoint", client_id=caller.client_id)
         verified = self._verify(token, issuer)

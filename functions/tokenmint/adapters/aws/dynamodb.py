@@ -8,6 +8,7 @@
 | initial access token  | IAT#<hash>         | IAT      | IAT / <token_id>      | expiry + 1 day |
 | revoked access token  | JTI#<jti>          | REVOKED  |                       | token's exp    |
 | signing key record    | KEY                | <key_id> |                       |                |
+| used client assertion | ASSERTION#<c>#<jti>| USED     |                       | assertion exp  |
 
 Clients live in their own partitions (each token reads one); the few resources share one
 partition so that a single Query loads the whole registry into the token function's cache.
@@ -209,6 +210,19 @@ class DynamoDbStore:
             if exc.index == 0:
                 raise InitialAccessTokenSpentError("the initial access token is no longer usable") from exc
             raise
+
+    # -- client assertion replay (oauth.client_assertion.ReplayCache) ---------------------------
+    def use_once(self, key: str, expires_at: int) -> bool:
+        """One conditional put: of two concurrent uses of a jti exactly one succeeds."""
+        item = {"pk": {"S": f"ASSERTION#{key}"}, "sk": {"S": "USED"}, "ttl": {"N": str(expires_at)}}
+        try:
+            self._call("put_item", Item=item,
+                       ConditionExpression="attribute_not_exists(pk) OR #ttl <= :now",
+                       ExpressionAttributeNames={"#ttl": "ttl"},
+                       ExpressionAttributeValues={":now": {"N": str(int(time.time()))}})
+        except ConflictError:
+            return False
+        return True
 
     # -- signing key records (keys.KeyRegistry) -------------------------------------------------
     def list_keys(self) -> list[KeyRecord]:

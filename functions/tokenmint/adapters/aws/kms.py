@@ -120,10 +120,21 @@ class KmsKeyMaterial:
                     raise
                 _kms_call(self._kms, "schedule_key_deletion", KeyId=arn, PendingWindowInDays=7)  # lost the race
                 arn = self._describe(alias) or arn
-            for region in self._replicas:  # one issuer, one JWKS, in every region
-                _kms_call(self._kms, "replicate_key", KeyId=arn, ReplicaRegion=region,
-                          Tags=[{"TagKey": STACK_TAG, "TagValue": self._stack}])
+        self._replicate(arn)
         return arn, self.public_jwk(arn, alg)
+
+    def _replicate(self, arn: str) -> None:
+        """One issuer, one JWKS in every region: each replica region gets the key, also when an
+        earlier attempt made the key but failed before (or while) replicating it."""
+        if not self._replicas:
+            return
+        configuration = _kms_call(self._kms, "describe_key", KeyId=arn)["KeyMetadata"].get(
+            "MultiRegionConfiguration", {})
+        present = {replica.get("Region") for replica in configuration.get("ReplicaKeys", [])}
+        for region in self._replicas:
+            if region not in present:
+                _kms_call(self._kms, "replicate_key", KeyId=self._key_id(arn), ReplicaRegion=region,
+                          Tags=[{"TagKey": STACK_TAG, "TagValue": self._stack}])
 
     def signer(self, record: KeyRecord) -> KmsSigningKey:
         # By key id: for a multi-Region key (mrk-…) that is this region's replica, so every region
@@ -136,7 +147,11 @@ class KmsKeyMaterial:
         return key_ref.rsplit("/", 1)[-1]
 
     def disable(self, key_ref: str) -> None:
-        _kms_call(self._kms, "disable_key", KeyId=self._key_id(key_ref))
+        try:
+            _kms_call(self._kms, "disable_key", KeyId=self._key_id(key_ref))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "KMSInvalidStateException":  # pending deletion
+                raise
 
     def schedule_deletion(self, key_ref: str, days: int) -> None:
         try:

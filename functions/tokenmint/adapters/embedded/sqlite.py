@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS initial_access_tokens (
 CREATE TABLE IF NOT EXISTS revoked_tokens (
     jti TEXT PRIMARY KEY, client_id TEXT NOT NULL, expires_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS used_assertions (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS deleted_clients (
     client_id TEXT PRIMARY KEY, not_before INTEGER NOT NULL, expires_at INTEGER NOT NULL
 );
@@ -132,6 +133,14 @@ class SqliteStore:
         row = self._db.execute("SELECT 1 FROM revoked_tokens WHERE jti = ? AND expires_at > "
                                "CAST(strftime('%s','now') AS INTEGER)", (jti,)).fetchone()
         return row is not None
+
+    # -- client assertion replay (oauth.client_assertion.ReplayCache) ---------------------------
+    def use_once(self, key: str, expires_at: int) -> bool:
+        with self._db.transaction() as conn:
+            conn.execute("DELETE FROM used_assertions WHERE expires_at <= CAST(strftime('%s','now') AS INTEGER)")
+            inserted = conn.execute("INSERT OR IGNORE INTO used_assertions (key, expires_at) VALUES (?, ?)",
+                                    (key, expires_at))
+            return inserted.rowcount == 1
 
     # -- initial access tokens ------------------------------------------------------------------
     def create_initial_access_token(self, token: InitialAccessToken) -> None:
