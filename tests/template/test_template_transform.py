@@ -25,6 +25,10 @@ KEYS = "arn:${AWS::Partition}:kms:*:${AWS::AccountId}:key/*"  # every key of the
 STACK_ALIASES = "arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:alias/${AWS::StackName}-key-*"
 # A key this stack owns: the deployed key, the keys the rotation creates and their replicas.
 OWNED = {"StringEquals": {"aws:ResourceTag/tokenmint:stack": "${AWS::StackName}"}}
+# Keys the stack owns that are signing keys of the specs it creates (the rotation's own grants).
+OWNED_SIGNING_KEYS = {"StringEquals": {"aws:ResourceTag/tokenmint:stack": "${AWS::StackName}",
+                                       "kms:KeyUsage": "SIGN_VERIFY",
+                                       "kms:KeySpec": ["RSA_2048", "ECC_NIST_P256", "ECC_NIST_EDWARDS25519"]}}
 # A request that tags with the stack tag and with no other tag.
 TAGGED_WITH_THE_STACK_ONLY = {"StringEquals": {"aws:RequestTag/tokenmint:stack": "${AWS::StackName}"},
                               "ForAllValues:StringEquals": {"aws:TagKeys": ["tokenmint:stack"]}}
@@ -106,11 +110,11 @@ EXPECTED_GRANTS = {
         grant("kms:CreateKey", "*", SIGNING_KEYS_TAGGED_WITH_THE_STACK),
         grant("kms:TagResource", KEYS, TAGGED_WITH_THE_STACK_ONLY),
         grant("kms:CreateAlias", STACK_ALIASES),
-        grant("kms:CreateAlias", KEYS, OWNED),
-        grant("kms:DescribeKey", KEYS, OWNED),
-        grant("kms:GetPublicKey", KEYS, OWNED),
-        grant("kms:DisableKey", KEYS, OWNED),
-        grant("kms:ScheduleKeyDeletion", KEYS, OWNED),
+        grant("kms:CreateAlias", KEYS, OWNED_SIGNING_KEYS),
+        grant("kms:DescribeKey", KEYS, OWNED_SIGNING_KEYS),
+        grant("kms:GetPublicKey", KEYS, OWNED_SIGNING_KEYS),
+        grant("kms:DisableKey", KEYS, OWNED_SIGNING_KEYS),
+        grant("kms:ScheduleKeyDeletion", KEYS, OWNED_SIGNING_KEYS),
     },
 }
 FUNCTIONS = sorted(EXPECTED_GRANTS)

@@ -1,6 +1,5 @@
 """private_key_jwt (RFC 7523 §2.2, §3): assertions signed with PyJWT, checked at the token endpoint."""
 
-import base64
 import time
 import uuid
 
