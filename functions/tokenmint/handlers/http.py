@@ -6,8 +6,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
@@ -22,9 +22,10 @@ from ..oauth.errors import (
     TemporarilyUnavailableError,
 )
 from ..oauth.form import MAX_FORM_BYTES, Form, parse_form
-from ..observability import logger
+from ..observability import audit, logger
 from ..ports import UnavailableError
 
+T = TypeVar("T")
 JSON = "application/json"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
@@ -104,6 +105,16 @@ def header(app: APIGatewayHttpResolver, name: str) -> str | None:
 
 def issuer_of(app: APIGatewayHttpResolver, configured: str | None) -> str:
     return issuer_for(configured, app.current_event.request_context.domain_name)
+
+
+def audited(app: APIGatewayHttpResolver, denied: str, call: Callable[[], T], **fields: Any) -> T:
+    """``call()``; an OAuth error it raises is audited as ``denied`` (naming the client only once
+    it is authenticated) with ``fields``, and re-raised for the resolver to answer."""
+    try:
+        return call()
+    except OAuthError as exc:
+        audit(denied, exc.error, client_id=exc.client_id, reason=exc.description, **fields, **source(app))
+        raise
 
 
 def source(app: APIGatewayHttpResolver) -> dict[str, str | None]:

@@ -6,7 +6,6 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 
 from .. import runtime
-from ..oauth.errors import OAuthError
 from ..oauth.metadata import INTROSPECTION_PATH
 from ..oauth.revocation import TokenStatusEndpoints
 from ..observability import audit, logger
@@ -21,13 +20,8 @@ def handle_introspection() -> Response:
     backend = runtime.backend()
     endpoints = TokenStatusEndpoints(backend.clients, backend.revocations, backend.keys, backend.clock,
                                      backend.assertions)
-    try:
-        result = endpoints.introspect(http.form_body(app), http.header(app, "authorization"),
-                                      http.issuer_of(app, backend.settings.issuer))
-    except OAuthError as exc:
-        audit("token.introspection_denied", exc.error, client_id=exc.client_id, reason=exc.description,
-              **http.source(app))
-        raise
+    result = http.audited(app, "token.introspection_denied", lambda: endpoints.introspect(
+        http.form_body(app), http.header(app, "authorization"), http.issuer_of(app, backend.settings.issuer)))
     audit("token.introspected", "success", client_id=result.caller.client_id, active=result.body["active"],
           jti=result.body.get("jti"), **http.source(app))
     return http.json_response(200, result.body, http.NO_STORE)

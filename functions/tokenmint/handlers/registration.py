@@ -8,7 +8,6 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 
 from .. import runtime
-from ..oauth.errors import OAuthError
 from ..oauth.metadata import REGISTRATION_PATH
 from ..oauth.registration import (
     MAX_METADATA_BYTES,
@@ -38,12 +37,7 @@ def _body() -> bytes:
 
 def _answer(action: str, operation: Callable[[], RegistrationResponse]) -> Response:
     """Run ``operation``, audit the outcome, and render it (errors through the resolver)."""
-    try:
-        result = operation()
-    except OAuthError as exc:  # the client id only once the registration access token proved it
-        audit("registration.denied", exc.error, operation=action, client_id=exc.client_id,
-              reason=exc.description, **http.source(app))
-        raise
+    result = http.audited(app, "registration.denied", operation, operation=action)
     client = result.client
     audit(f"registration.{action}", "success", client_id=client.client_id, scope=" ".join(client.scopes),
           auth_method=client.auth_method, **http.source(app))

@@ -6,7 +6,6 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 
 from .. import runtime
-from ..oauth.errors import OAuthError
 from ..oauth.metadata import REVOCATION_PATH
 from ..oauth.revocation import TokenStatusEndpoints
 from ..observability import audit, logger
@@ -21,13 +20,8 @@ def handle_revocation() -> Response:
     backend = runtime.backend()
     endpoints = TokenStatusEndpoints(backend.clients, backend.revocations, backend.keys, backend.clock,
                                      backend.assertions)
-    try:
-        result = endpoints.revoke(http.form_body(app), http.header(app, "authorization"),
-                                  http.issuer_of(app, backend.settings.issuer))
-    except OAuthError as exc:
-        audit("token.revocation_denied", exc.error, client_id=exc.client_id, reason=exc.description,
-              **http.source(app))
-        raise
+    result = http.audited(app, "token.revocation_denied", lambda: endpoints.revoke(
+        http.form_body(app), http.header(app, "authorization"), http.issuer_of(app, backend.settings.issuer)))
     audit("token.revoked" if result.revoked_jti else "token.revocation_ignored", "success",
           client_id=result.client.client_id, jti=result.revoked_jti, **http.source(app))
     return Response(status_code=200, headers=http.NO_STORE, body="")

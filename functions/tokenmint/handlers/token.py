@@ -7,7 +7,6 @@ from aws_lambda_powertools.logging import correlation_paths
 
 from .. import runtime
 from ..oauth.client_credentials import ClientCredentialsGrant
-from ..oauth.errors import OAuthError
 from ..oauth.metadata import TOKEN_PATH
 from ..observability import audit, logger
 from . import http
@@ -20,12 +19,8 @@ http.allow_only(app, TOKEN_PATH, ("POST",))
 def handle_token() -> Response:
     backend = runtime.backend()
     grant = ClientCredentialsGrant(backend.clients, backend.resources, backend.keys, backend.clock, backend.assertions)
-    try:
-        result = grant.create_token_response(http.form_body(app), http.header(app, "authorization"),
-                                             http.issuer_of(app, backend.settings.issuer))
-    except OAuthError as exc:
-        audit("token.denied", exc.error, client_id=exc.client_id, reason=exc.description, **http.source(app))
-        raise
+    result = http.audited(app, "token.denied", lambda: grant.create_token_response(
+        http.form_body(app), http.header(app, "authorization"), http.issuer_of(app, backend.settings.issuer)))
     claims = result.token.claims
     audit("token.issued", "success", client_id=result.client.client_id, resource=claims["aud"],
           scope=claims["scope"], jti=claims["jti"], exp=claims["exp"], **http.source(app))
