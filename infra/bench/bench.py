@@ -19,6 +19,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -164,7 +165,8 @@ def aws_calls_per_token() -> dict[str, tuple[Counter, Counter]]:
     from tokenmint.server import lambda_context
 
     results = {}
-    for method, event_name in (("client_secret_basic", "token_basic.json"), ("client_secret_post", "token_post.json")):
+    for method, event_name in (("client_secret_basic", "token_basic.json"), ("client_secret_post", "token_post.json"),
+                               ("private_key_jwt", "token_post.json")):
         with mock_aws():
             aws_client.cache_clear()
             runtime.install(None)
@@ -176,21 +178,54 @@ def aws_calls_per_token() -> dict[str, tuple[Counter, Counter]]:
             store.create_resource(resource)
             for client in clients:
                 store.create_client(client)
+            assertion_event = private_key_jwt_client(store) if method == "private_key_jwt" else None
             calls: Counter = Counter()
             for service in ("kms", "dynamodb"):
                 aws_client(service, "us-east-1").meta.events.register(
                     "before-call", lambda model, **_: calls.update([f"{model.service_model.service_name}:{model.name}"]))
-            event = json.loads((EVENTS / event_name).read_text())
-            assert token.lambda_handler(event, lambda_context("TokenFunction"))["statusCode"] == 200
+            def event() -> dict:  # a private_key_jwt assertion is single-use: a new one each time
+                return assertion_event() if assertion_event else json.loads((EVENTS / event_name).read_text())
+
+            assert token.lambda_handler(event(), lambda_context("TokenFunction"))["statusCode"] == 200
             cold = Counter(calls)
             calls.clear()
             n = 20
             for _ in range(n):
-                assert token.lambda_handler(event, lambda_context("TokenFunction"))["statusCode"] == 200
+                assert token.lambda_handler(event(), lambda_context("TokenFunction"))["statusCode"] == 200
             warm = Counter({name: count / n for name, count in calls.items()})
             results[method] = (cold, warm)
             runtime.install(None)
     return results
+
+
+def private_key_jwt_client(store) -> Any:
+    """Register a private_key_jwt client; return a maker of token events carrying fresh assertions."""
+    import uuid
+    from urllib.parse import urlencode
+
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from tokenmint.oauth.jwk import public_jwk
+    from tokenmint.oauth.models import Client
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    store.create_client(Client("tmc_pkjwt", "private_key_jwt", ("tools:read",), 1_700_000_000,
+                               metadata={"jwks": {"keys": [public_jwk(key.public_key(), "ES256")]}}))
+    template = json.loads((EVENTS / "token_post.json").read_text())
+    issuer = "https://" + template["requestContext"]["domainName"]
+
+    def make() -> dict:
+        now = int(time.time())
+        assertion = jwt.encode({"iss": "tmc_pkjwt", "sub": "tmc_pkjwt", "aud": issuer, "iat": now, "exp": now + 300,
+                                "jti": str(uuid.uuid4())}, key, algorithm="ES256")
+        event = json.loads(json.dumps(template))
+        event["body"] = urlencode({"grant_type": "client_credentials", "resource": "https://api.example.com/mcp",
+                                   "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                                   "client_assertion": assertion})
+        event["isBase64Encoded"] = False
+        return event
+    return make
 
 
 def machine() -> str:

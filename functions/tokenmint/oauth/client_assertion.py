@@ -8,12 +8,9 @@ maximum lifetime, and its ``jti`` has not been seen before (single use, enforced
 
 from __future__ import annotations
 
-import ipaddress
 import json
-import socket
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -155,6 +152,8 @@ class HttpsJwksFetcher:
         if parts.scheme != "https" and not (self.allow_private and parts.scheme == "http"):
             raise ValueError("jwks_uri must be https")
         self._check_host(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
+        import urllib.request  # only jwks_uri clients need it: keep it off the token function's cold start
+
         request = urllib.request.Request(url, headers={"Accept": "application/json"})
         with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
             body = response.read(self.max_bytes + 1)
@@ -170,6 +169,9 @@ class HttpsJwksFetcher:
         return keys
 
     def _check_host(self, host: str, port: int) -> None:
+        import ipaddress
+        import socket
+
         if self.allow_private:
             return
         for info in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP):
