@@ -14,7 +14,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from .observability import logger
 from .routes import AUTHORIZER, ROUTES, Route
@@ -51,26 +51,33 @@ def lambda_context(function_name: str) -> SimpleNamespace:
                            aws_request_id=str(uuid.uuid4()), get_remaining_time_in_millis=lambda: 10_000)
 
 
+def split_target(target: str) -> tuple[str, str]:
+    """An origin-form request target (RFC 9112 §3.2.1) is a path and an optional query. Not
+    urlsplit: it reads a leading "//" as the start of a host, and fails on "//[" (a 5xx)."""
+    path, _, query = target.partition("#")[0].partition("?")
+    return path, query
+
+
 def build_event(method: str, target: str, headers: dict[str, str], body: bytes, *, domain: str,
                 source_ip: str, route: str | None = None, path_parameters: dict[str, str] | None = None
                 ) -> dict[str, Any]:
     """The payload 2.0 event API Gateway sends for this request (route ``ANY <route>``)."""
-    parts = urlsplit(target)
-    route_key = f"ANY {route or parts.path}"
+    path, query_string = split_target(target)
+    route_key = f"ANY {route or path}"
     now = time.time()
     query: dict[str, str] = {}
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+    for name, value in parse_qsl(query_string, keep_blank_values=True):
         query[name] = f"{query[name]},{value}" if name in query else value
     event: dict[str, Any] = {
         "version": "2.0",
         "routeKey": route_key,
-        "rawPath": parts.path,
-        "rawQueryString": parts.query,
+        "rawPath": path,
+        "rawQueryString": query_string,
         "headers": headers,
         "requestContext": {
             "accountId": "000000000000", "apiId": "local", "domainName": domain,
             "domainPrefix": domain.split(".")[0],
-            "http": {"method": method, "path": parts.path, "protocol": "HTTP/1.1", "sourceIp": source_ip,
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": source_ip,
                      "userAgent": headers.get("user-agent", "")},
             "requestId": str(uuid.uuid4()), "routeKey": route_key, "stage": "$default",
             "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)), "timeEpoch": int(now * 1000),
@@ -115,7 +122,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._error(code, message or HTTPStatus(code).phrase)
 
     def _dispatch(self) -> None:
-        path = urlsplit(self.path).path
+        path, _ = split_target(self.path)
         for pattern, route in self.routes:
             match = pattern.fullmatch(path)
             if match:

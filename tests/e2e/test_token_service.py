@@ -235,3 +235,11 @@ def test_given_a_burst_of_concurrent_clients_when_fetching_tokens_then_each_gets
         results = list(pool.map(fetch, range(200)))
     assert all(status == 200 and asked == got for status, asked, got in results), \
         [r for r in results if r[0] != 200 or r[1] != r[2]][:3]
+
+
+@pytest.mark.parametrize("target", [b"//[", b"//example.com/token", b"/token?%zz", b"/..//jwks.json", b"*"])
+def test_given_odd_request_targets_when_sent_then_json_answers_and_the_server_lives(server, target):
+    reply = raw_bytes(server, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert 400 <= int(head.split(b" ")[1]) < 500 and json.loads(body)["error"]
+    assert requests.get(server.issuer + "/jwks.json", timeout=5).status_code == 200
