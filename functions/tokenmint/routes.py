@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .oauth.metadata import (
+    AUTHORIZATION_PATH,
     INTROSPECTION_PATH,
     JWKS_PATH,
     METADATA_PATHS,
@@ -35,6 +36,7 @@ ROUTES: tuple[Route, ...] = (
     Route(TOKEN_PATH, "TokenFunction", "tokenmint.handlers.token"),
     *(Route(path, "DiscoveryFunction", "tokenmint.handlers.discovery") for path in METADATA_PATHS),
     Route(JWKS_PATH, "DiscoveryFunction", "tokenmint.handlers.discovery"),
+    Route(AUTHORIZATION_PATH, "DiscoveryFunction", "tokenmint.handlers.discovery"),
     Route(REGISTRATION_PATH, "RegistrationFunction", "tokenmint.handlers.registration"),
     Route(REGISTRATION_PATH + "/{client_id}", "RegistrationFunction", "tokenmint.handlers.registration"),
     Route(REVOCATION_PATH, "RevocationFunction", "tokenmint.handlers.revocation"),

@@ -63,6 +63,7 @@ EXPECTED = {
     "discovery_metadata.json": (200, None),
     "discovery_openid_configuration.json": (200, None),
     "discovery_jwks.json": (200, None),
+    "discovery_authorize.json": (400, "unsupported_response_type"),
     "registration_create.json": (201, None),
     "registration_missing_token.json": (401, "invalid_token"),
     "registration_wrong_token.json": (401, "invalid_token"),

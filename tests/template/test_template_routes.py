@@ -29,7 +29,7 @@ REQUIRED_EVENTS = {
     "token_unsupported_grant_type", "token_missing_grant_type", "token_wrong_content_type",
     "token_repeated_parameter", "token_invalid_scope", "token_invalid_target_fragment",
     "token_unknown_resource", "token_wrong_method", "token_bad_basic_header",
-    "discovery_metadata", "discovery_openid_configuration", "discovery_jwks",
+    "discovery_metadata", "discovery_openid_configuration", "discovery_jwks", "discovery_authorize",
     "registration_create", "registration_missing_token", "registration_wrong_token",
     "registration_malformed_json", "registration_wrong_content_type", "registration_redirect_uris",
     "registration_scope_outside_policy", "registration_wrong_method", "registration_read",

@@ -168,3 +168,12 @@ def test_given_an_event_missing_optional_fields_when_invoked_then_a_4xx_answer_n
     parent.pop(drop[-1], None)
     response = token.lambda_handler(event, lambda_context("test"))
     assert 400 <= response["statusCode"] < 500
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_given_the_authorization_endpoint_when_called_then_a_clear_unsupported_response_type(method):
+    response = call(discovery, method, "/authorize?response_type=code&client_id=svc")
+    assert response["statusCode"] == 400
+    assert response["json"]["error"] == "unsupported_response_type"
+    assert "client_credentials" in response["json"]["error_description"]
+    assert "Location" not in response["headers"]  # never a redirect: no redirect URI is registered

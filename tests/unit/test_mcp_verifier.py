@@ -68,3 +68,14 @@ def test_given_an_mcp_server_protected_by_tokenmint_when_called_then_the_sdk_enf
         issuer_url=ISSUER, resource_server_url=RESOURCE, required_scopes=["tools:echo"], validate_token_resource=True))
     response = anyio.run(_post, server.streamable_http_app(), make(key))
     assert response.status_code == status, response.text
+
+
+def test_the_mcp_sdk_accepts_tokenmints_authorization_server_metadata():
+    """The SDK's client discards metadata its model refuses (it requires authorization_endpoint)."""
+    from mcp.shared.auth import OAuthMetadata
+
+    from tokenmint.oauth.metadata import authorization_server_metadata
+
+    metadata = OAuthMetadata.model_validate(authorization_server_metadata("http://127.0.0.1:8000", ["tools:echo"]))
+    assert str(metadata.token_endpoint) == "http://127.0.0.1:8000/token"
+    assert "client_credentials" in metadata.grant_types_supported

@@ -8,7 +8,8 @@ from aws_lambda_powertools.logging import correlation_paths
 
 from .. import runtime
 from ..keys import JWKS_MAX_AGE
-from ..oauth.metadata import JWKS_PATH, METADATA_PATHS, authorization_server_metadata
+from ..oauth.errors import OAuthError
+from ..oauth.metadata import AUTHORIZATION_PATH, JWKS_PATH, METADATA_PATHS, authorization_server_metadata
 from ..observability import logger
 from . import http
 
@@ -35,6 +36,21 @@ for _path in METADATA_PATHS:
 def handle_jwks() -> Response:
     keys = runtime.backend().keys.public_jwks()
     return http.json_response(200, {"keys": keys}, CACHEABLE, content_type="application/jwk-set+json")
+
+
+http.allow_only(app, AUTHORIZATION_PATH, ("GET", "POST"))
+
+
+class UnsupportedResponseTypeError(OAuthError):
+    error = "unsupported_response_type"
+
+
+@app.route(AUTHORIZATION_PATH, method=["GET", "HEAD", "POST"])
+def handle_authorization() -> Response:
+    """RFC 6749 §4.1.2.1: no response type is supported. Without a registered redirect URI the
+    error is shown here, never redirected."""
+    raise UnsupportedResponseTypeError(
+        "this authorization server has no user-facing flows: use the client_credentials grant at the token endpoint")
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

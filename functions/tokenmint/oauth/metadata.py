@@ -11,6 +11,7 @@ from .models import SUPPORTED_AUTH_METHODS
 
 from .client_credentials import TOKEN_PATH
 JWKS_PATH = "/jwks.json"
+AUTHORIZATION_PATH = "/authorize"
 REGISTRATION_PATH = "/register"
 REVOCATION_PATH = "/revoke"
 INTROSPECTION_PATH = "/introspect"
@@ -20,6 +21,9 @@ METADATA_PATHS = ("/.well-known/oauth-authorization-server", "/.well-known/openi
 def authorization_server_metadata(issuer: str, scopes: Iterable[str]) -> dict[str, Any]:
     return {
         "issuer": issuer,
+        # There is no user flow, but MCP's SDKs (and other clients) discard metadata without an
+        # authorization endpoint; this one answers every request with a clear OAuth error.
+        "authorization_endpoint": issuer + AUTHORIZATION_PATH,
         "token_endpoint": issuer + TOKEN_PATH,
         "jwks_uri": issuer + JWKS_PATH,
         # RFC 7591 §3: registration needs an initial access token; it is never open.
