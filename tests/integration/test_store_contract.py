@@ -19,6 +19,15 @@ def racing_store(tmp_path):
     return SqliteStore(SqliteDatabase(tmp_path / "tokenmint.db"))
 
 
+def race(work, n: int) -> None:
+    """Run ``work(0..n-1)`` on n threads at once and wait (bounded) for all of them."""
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+
+
 def a_client(client_id: str = "tmc_1", **fields) -> Client:
     defaults = {"name": "billing job", "secrets": (ClientSecret("sha256:abc", 1_700_000_000, None),
                                                    ClientSecret("sha256:def", 1_700_000_000, 1_800_000_000))}
@@ -69,11 +78,7 @@ def test_given_concurrent_updates_when_racing_then_exactly_one_wins(racing_store
         except ConflictError:
             outcomes.append("lost")
 
-    threads = [threading.Thread(target=update, args=(i,)) for i in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=10)
+    race(update, 6)
     assert sorted(outcomes) == ["lost"] * 5 + ["won"]
 
 
@@ -157,11 +162,7 @@ def test_given_parallel_registrations_with_a_two_use_token_then_exactly_two_succ
         except InitialAccessTokenSpentError:
             outcomes.append("spent")
 
-    threads = [threading.Thread(target=register, args=(i,)) for i in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=10)
+    race(register, 6)
     assert sorted(outcomes) == ["created"] * 2 + ["spent"] * 4
     assert len(store.list_clients()) == 2 and store.get_initial_access_token("sha256:iat").uses == 2
 
