@@ -33,8 +33,12 @@ build: $(SAM)
 	$(SAM) validate --lint
 	$(SAM) build
 
+# Budget (bench.py), load on `tokenmint serve` (load.py), then $ per million tokens (cost.py) from both.
+BENCH_LOAD_JSON ?= $(or $(TMPDIR),/tmp)/tokenmint-bench-load.json
 bench: $(BIN)/.installed
 	$(BIN)/python infra/bench/bench.py
+	$(BIN)/python infra/bench/load.py --json $(BENCH_LOAD_JSON)
+	$(BIN)/python infra/bench/cost.py --load $(BENCH_LOAD_JSON)
 
 clean:
 	rm -rf $(VENV) .tools .aws-sam .pytest_cache

@@ -5,3 +5,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+
+
+def pytest_configure(config):
+    # Every secret and token the run creates must stay out of its output (support/leaks.py).
+    from support import leaks
+
+    leaks.install(config)

@@ -1,10 +1,13 @@
-"""Administrative operations on clients, resources and initial access tokens, used by the CLI."""
+"""Administrative operations on clients, resources, initial access tokens and signing keys, used
+by the CLI. Each change is an audit event (actor "cli"), naming the client, never a secret."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import replace
+from typing import Any
 
+from .observability import audit
 from .oauth.credentials import generate_client_id, generate_client_secret, hash_secret
 from .oauth.errors import OAuthError
 from .oauth.models import (
@@ -23,6 +26,7 @@ from .oauth.scope import validate_scope_tokens
 from .ports import ClientStore, ConflictError, RegistrationStore, ResourceStore
 
 SERVE_TOKEN_ID = "iat_serve"
+ACTOR = "cli"
 _DURATION = re.compile(r"(\d+)([smhd]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -55,6 +59,8 @@ def create_resource(store: ResourceStore, identifier: str, scopes: list[str], *,
         store.create_resource(resource)
     except ConflictError:
         raise AdminError(f"a resource equal to {identifier!r} already exists") from None
+    audit("resource.created", "success", actor=ACTOR, resource=identifier, scope=" ".join(resource.scopes),
+          token_lifetime=lifetime)
     return resource
 
 
@@ -83,29 +89,62 @@ def _resource_keys(resources: list[str] | None) -> tuple[str, ...] | None:
         raise AdminError(exc.description) from None
 
 
+def certificate_jwk(pem: str) -> dict[str, Any]:
+    """The public JWK of a self-signed client certificate, with the certificate as ``x5c`` (RFC 8705
+    §2.2.2: what self_signed_tls_client_auth compares the TLS client certificate with)."""
+    import base64
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from .oauth.jwk import public_jwk
+
+    try:
+        certificate = x509.load_pem_x509_certificate(pem.encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        raise AdminError("the certificate file is not a PEM certificate") from None
+    key = certificate.public_key()
+    alg = {rsa.RSAPublicKey: "RS256", ec.EllipticCurvePublicKey: "ES256", ed25519.Ed25519PublicKey: "EdDSA"}
+    for kind, name in alg.items():
+        if isinstance(key, kind):
+            try:
+                jwk = public_jwk(key, name)
+            except ValueError as exc:
+                raise AdminError(f"the certificate's key: {exc}") from None
+            return {**jwk, "x5c": [base64.b64encode(certificate.public_bytes(Encoding.DER)).decode("ascii")]}
+    raise AdminError("the certificate's key must be RSA, EC P-256 or Ed25519")
+
+
+KEYED_AUTH_METHODS = ("private_key_jwt", "self_signed_tls_client_auth")  # their keys are registered as jwks
+
+
 def create_client(store: ClientStore, *, scopes: list[str], now: int, auth_method: str = SECRET_AUTH_METHODS[0],
                   name: str | None = None, introspect: bool = False, resources: list[str] | None = None,
                   introspect_resources: list[str] | None = None,
-                  jwks: dict | None = None) -> tuple[Client, str | None]:
-    """A new client and, for secret methods, its secret: returned once, stored only as a hash."""
+                  jwks: dict | None = None, metadata: dict | None = None) -> tuple[Client, str | None]:
+    """A new client and, for secret methods, its secret: returned once, stored only as a hash.
+    ``metadata``: further RFC 7591 / RFC 8705 / RFC 9449 members (tls_client_auth_subject_dn, …)."""
+    from .oauth.registration import stored_metadata, validate_metadata
+
     if auth_method not in SUPPORTED_AUTH_METHODS:
         raise AdminError(f"auth method must be one of {', '.join(SUPPORTED_AUTH_METHODS)}")
-    if (auth_method == "private_key_jwt") != (jwks is not None):
-        raise AdminError("private_key_jwt clients need --jwks-file (their public keys), and only they take one")
-    if jwks is not None:
-        from .oauth.registration import ClientMetadata
-
-        try:  # the same checks as registration: a JWK Set of public keys only
-            ClientMetadata.model_validate({"token_endpoint_auth_method": auth_method, "jwks": jwks})
-        except ValueError as exc:
-            raise AdminError(f"jwks: {exc}") from None
+    if jwks is not None and auth_method not in KEYED_AUTH_METHODS:
+        raise AdminError(f"only {' and '.join(KEYED_AUTH_METHODS)} clients take --jwks-file")
+    try:  # the same checks as registration (public keys only, one certificate subject, ...)
+        validated = validate_metadata(
+            {"token_endpoint_auth_method": auth_method, **({"jwks": jwks} if jwks else {}), **(metadata or {})})
+    except OAuthError as exc:
+        raise AdminError(exc.description) from None
     secret = generate_client_secret() if auth_method in SECRET_AUTH_METHODS else None
     client = Client(
         client_id=generate_client_id(), auth_method=auth_method, scopes=_scopes(scopes), created_at=now,
         secrets=(ClientSecret(hash_secret(secret), created_at=now),) if secret else (),
         name=name, introspect=introspect or bool(introspect_resources), resources=_resource_keys(resources),
-        introspect_resources=_resource_keys(introspect_resources), metadata={"jwks": jwks} if jwks else {})
+        introspect_resources=_resource_keys(introspect_resources), metadata=stored_metadata(validated))
     store.create_client(client)
+    audit("client.created", "success", actor=ACTOR, client_id=client.client_id, scope=" ".join(client.scopes),
+          auth_method=auth_method, introspect=client.introspect)
     return client, secret
 
 
@@ -125,13 +164,18 @@ def set_client_disabled(store: ClientStore, client_id: str, disabled: bool, *, n
     changes: dict = {"disabled": disabled}
     if disabled:
         changes["tokens_not_before"] = _not_before(now)
-    return _update(store, client.with_changes(**changes))
+    updated = _update(store, client.with_changes(**changes))
+    audit("client.disabled" if disabled else "client.enabled", "success", actor=ACTOR, client_id=client_id)
+    return updated
 
 
 def revoke_client_tokens(store: ClientStore, client_id: str, *, now: int) -> Client:
     """Every token the client was issued until now becomes inactive; later ones are unaffected."""
     client = get_client(store, client_id)
-    return _update(store, client.with_changes(tokens_not_before=_not_before(now)))
+    updated = _update(store, client.with_changes(tokens_not_before=_not_before(now)))
+    audit("client.tokens_revoked", "success", actor=ACTOR, client_id=client_id,
+          tokens_not_before=updated.tokens_not_before)
+    return updated
 
 
 def _not_before(now: int | None) -> int:
@@ -165,7 +209,9 @@ def rotate_client_secret(store: ClientStore, client_id: str, *, grace: int, now:
         newest = max(current, key=lambda s: s.created_at)
         until = now + grace if newest.expires_at is None else min(newest.expires_at, now + grace)
         secrets.insert(0, replace(newest, expires_at=until))
-    return _update(store, client.with_changes(secrets=tuple(secrets))), secret
+    updated = _update(store, client.with_changes(secrets=tuple(secrets)))
+    audit("client.secret_rotated", "success", actor=ACTOR, client_id=client_id, grace=grace)
+    return updated, secret
 
 
 def delete_client(store: ClientStore, client_id: str, *, now: int) -> None:
@@ -176,6 +222,7 @@ def delete_client(store: ClientStore, client_id: str, *, now: int) -> None:
         decommission(store, client, now)
     except ConflictError:
         raise AdminError(f"client {client_id!r} changed concurrently; try again") from None
+    audit("client.deleted", "success", actor=ACTOR, client_id=client_id)
 
 
 def unused_clients(store: ClientStore, *, unused_for: int, now: int) -> list[Client]:
@@ -203,6 +250,8 @@ def create_initial_access_token(store: RegistrationStore, *, now: int, scopes: l
     token, value = new_initial_access_token(now=now, policy=policy, expires_in=expires_in, max_uses=max_uses,
                                             description=description)
     store.create_initial_access_token(token)
+    audit("iat.created", "success", actor=ACTOR, token_id=token.token_id, description=description,
+          max_uses=max_uses, expires_at=token.expires_at, scope=" ".join(policy.scopes) if policy.scopes else None)
     return token, value
 
 
@@ -214,4 +263,20 @@ def install_serve_token(store: RegistrationStore, value: str | None, *, now: int
     token, value = new_initial_access_token(now=now, policy=RegistrationPolicy(), value=value,
                                             token_id=SERVE_TOKEN_ID, description="tokenmint serve")
     store.put_initial_access_token(token)
+    audit("iat.installed", "success", actor=ACTOR, token_id=SERVE_TOKEN_ID)
     return value
+
+
+def rotate_keys(key_ring: Any, *, force: bool = False) -> list[str]:
+    """One step of the scheduled key rotation, now (what the KeyRotationFunction does each run)."""
+    actions = key_ring.rotate(force=force)
+    for action in actions:
+        audit("keys.rotation", "success", actor=ACTOR, detail=action)
+    return actions
+
+
+def rollover_keys(key_ring: Any, *, compromised: bool = False) -> Any:
+    """A new key signs at once; with ``compromised`` the previous one also leaves the JWKS now."""
+    new = key_ring.rollover(compromised=compromised)
+    audit("keys.rollover", "success", actor=ACTOR, kid=new.kid, compromised=compromised)
+    return new

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import json
 import os
 import sys
@@ -15,8 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from . import admin
-from .config import ConfigError, Settings
+from . import admin, observability
+from .config import ConfigError, Settings, throttle_settings
 from .oauth.models import SUPPORTED_AUTH_METHODS, Client, Resource
 from .routes import SAMPLE_AUTHORIZER_ROUTES
 
@@ -39,7 +40,19 @@ def _stores(args: argparse.Namespace) -> Any:
     from .adapters.embedded.sqlite import SqliteDatabase, SqliteStore
 
     args.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _audit_log(args.data_dir)
     return SqliteStore(SqliteDatabase(args.data_dir / "tokenmint.db"))
+
+
+@functools.cache
+def _audit_log(data_dir: Path) -> Any:
+    """The embedded backend's audit table, installed once per process as the audit trail's sink:
+    the server's decisions and the CLI's changes land in it alike (``tokenmint audit`` reads it)."""
+    from .adapters.embedded.sqlite import SqliteAuditLog, SqliteDatabase
+
+    log = SqliteAuditLog(SqliteDatabase(data_dir / "tokenmint.db"))
+    observability.install_audit_sink(log.append)
+    return log
 
 
 def _now() -> int:
@@ -85,18 +98,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from . import runtime
     from .server import make_server
 
-    server = make_server(args.host, args.port)
+    tls, mtls = _serve_tls(args)
+    server = make_server(args.host, args.port, tls)
+    # RFC 8705 §5: a second listener that requires a client certificate, like an API Gateway custom
+    # domain with mutual TLS; its URL is published as mtls_endpoint_aliases.
+    mtls_server = make_server(args.host, args.mtls_port, mtls) if mtls else None
     host = f"[{args.host}]" if ":" in args.host else args.host
-    settings = Settings(backend="embedded", issuer=args.issuer or f"http://{host}:{server.server_address[1]}",
+    scheme = "https" if tls else "http"
+    base_url = f"{scheme}://{host}:{server.server_address[1]}"
+    # Where client certificates reach the endpoints: the mTLS listener, or this one with --client-ca alone.
+    mtls_base_url = (f"https://{host}:{mtls_server.server_address[1]}" if mtls_server
+                     else base_url if tls and args.client_ca else None)
+    settings = Settings(backend="embedded", issuer=args.issuer or base_url,
                         data_dir=args.data_dir, signing_alg=args.alg, allow_private_jwks_uri=args.dev,
                         authorizer_routes={route: tuple(scopes.split())
-                                           for route, scopes in SAMPLE_AUTHORIZER_ROUTES.items()})
+                                           for route, scopes in SAMPLE_AUTHORIZER_ROUTES.items()},
+                        **throttle_settings(os.environ),  # TOKENMINT_AUTH_FAILURE_WINDOW etc. (README)
+                        mtls_base_url=mtls_base_url)
     issuer = settings.issuer or ""
     backend = runtime.open_backend(settings)
     backend.key_ring.ensure_alg()
     runtime.install(backend)
+    _audit_log(args.data_dir)
     print(f"tokenmint {settings.signing_alg} authorization server on {issuer} (data: {args.data_dir})")
     print(f"  metadata: {issuer}/.well-known/oauth-authorization-server")
+    if mtls_server:
+        print(f"  mutual TLS (client certificate required): {settings.mtls_base_url}")
+    elif settings.mtls_base_url:
+        print(f"  client certificates: optional, verified against {args.client_ca}")
     fixed = os.environ.get("TOKENMINT_INITIAL_ACCESS_TOKEN")
     initial_token = admin.install_serve_token(backend.registrations, fixed, now=_now())
     shown = "from TOKENMINT_INITIAL_ACCESS_TOKEN" if fixed else initial_token
@@ -106,13 +135,41 @@ def cmd_serve(args: argparse.Namespace) -> int:
     else:
         print("  create a client with: tokenmint client create --scope \"...\"")
     sys.stdout.flush()
+    if mtls_server:
+        import threading
+
+        threading.Thread(target=mtls_server.serve_forever, name="mtls", daemon=True).start()
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
+        if mtls_server:
+            mtls_server.shutdown()
+            mtls_server.server_close()
         server.server_close()
     return 0
+
+
+def _serve_tls(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The TLS contexts of the main listener and of the mutual-TLS one (None: plain HTTP / none)."""
+    from .server import tls_context
+
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise admin.AdminError("--tls-cert and --tls-key go together")
+    if args.client_ca and not args.tls_cert:
+        raise admin.AdminError("--client-ca needs --tls-cert and --tls-key (client certificates need TLS)")
+    if args.mtls_port is not None and not args.client_ca:
+        raise admin.AdminError("--mtls-port needs --client-ca (the truststore client certificates are verified with)")
+    if not args.tls_cert:
+        return None, None
+    try:
+        if args.mtls_port is not None:  # as on AWS: certificates reach the functions on the mTLS host only
+            return (tls_context(args.tls_cert, args.tls_key),
+                    tls_context(args.tls_cert, args.tls_key, args.client_ca, require_client_cert=True))
+        return tls_context(args.tls_cert, args.tls_key, args.client_ca), None
+    except OSError as exc:  # ssl.SSLError too: a missing file, a key that does not match, a bad bundle
+        raise admin.AdminError(f"cannot use --tls-cert/--tls-key/--client-ca: {exc}") from None
 
 
 def _seed_demo(backend: Any, issuer: str) -> None:
@@ -151,11 +208,25 @@ def cmd_resource_list(args: argparse.Namespace) -> int:
     return 0
 
 
+# `client create` options for RFC 8705 §2.1.2's subject members (tls_client_auth: give exactly one).
+TLS_SUBJECT_OPTIONS = {"--tls-subject-dn": "tls_client_auth_subject_dn", "--tls-san-dns": "tls_client_auth_san_dns",
+                       "--tls-san-uri": "tls_client_auth_san_uri", "--tls-san-ip": "tls_client_auth_san_ip",
+                       "--tls-san-email": "tls_client_auth_san_email"}
+
+
 def cmd_client_create(args: argparse.Namespace) -> int:
+    metadata = {member: getattr(args, member) for member in TLS_SUBJECT_OPTIONS.values() if getattr(args, member)}
+    if args.certificate_bound:
+        metadata["tls_client_certificate_bound_access_tokens"] = True
+    if args.dpop_bound:
+        metadata["dpop_bound_access_tokens"] = True
+    jwks = _read_jwks(args.jwks_file) if args.jwks_file else None
+    if args.certificate_file:
+        jwks = {"keys": [*(jwks or {}).get("keys", []), admin.certificate_jwk(_read_text(args.certificate_file))]}
     client, secret = admin.create_client(_stores(args), scopes=args.scope.split(), now=_now(),
                                          auth_method=args.auth_method, name=args.name, introspect=args.introspect,
                                          resources=args.resource, introspect_resources=args.introspect_resource,
-                                         jwks=_read_jwks(args.jwks_file) if args.jwks_file else None)
+                                         jwks=jwks, metadata=metadata)
     view = _client_view(client)
     if secret is not None:
         view["client_secret"] = secret
@@ -168,6 +239,13 @@ def cmd_client_create(args: argparse.Namespace) -> int:
             print(f"client_secret: {secret}\n(the secret is shown only now; it is stored as a hash)")
         print(f"auth method:   {client.auth_method}\nscopes:        {view['scope'] or '(none)'}")
     return 0
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except (OSError, ValueError) as exc:
+        raise admin.AdminError(f"{path}: {exc}") from None
 
 
 def _read_jwks(path: Path) -> dict:
@@ -260,7 +338,10 @@ def _key_ring(args: argparse.Namespace) -> Any:
                             stack_name=args.stack, signing_alg=args.alg, key_replica_regions=replicas)
     else:
         settings = Settings(backend="embedded", data_dir=args.data_dir, signing_alg=args.alg)
-    return runtime.open_backend(settings).key_ring
+    backend = runtime.open_backend(settings)
+    if args.backend != "aws":
+        _audit_log(args.data_dir)
+    return backend.key_ring
 
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
@@ -278,13 +359,13 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
-    actions = _key_ring(args).rotate(force=args.force)
+    actions = admin.rotate_keys(_key_ring(args), force=args.force)
     print("\n".join(actions) if actions else "nothing to do: no rotation is due (use --force to start one)")
     return 0
 
 
 def cmd_keys_rollover(args: argparse.Namespace) -> int:
-    new = _key_ring(args).rollover(compromised=args.compromised)
+    new = admin.rollover_keys(_key_ring(args), compromised=args.compromised)
     if args.compromised:
         print(f"{new.kid} signs now; the previous key is out of the JWKS and disabled: its tokens are invalid")
     else:
@@ -358,6 +439,73 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    """The embedded backend's audit trail, newest last; on AWS it is in CloudWatch Logs."""
+    if args.limit < 1:
+        raise admin.AdminError("--limit must be at least 1")
+    since = _since(args.since) if args.since else None
+    if args.backend == "aws":
+        raise admin.AdminError(_logs_insights_hint(args, since))
+    if not (args.data_dir / "tokenmint.db").exists():
+        raise admin.AdminError(f"no tokenmint data in {args.data_dir} (give the server's --data-dir)")
+    events = _audit_log(args.data_dir).query(client_id=args.client, action_prefix=args.action, since=since,
+                                             limit=args.limit)
+    if args.json:
+        _print_json(events)
+        return 0
+    shown = ("at", "action", "outcome", "client_id", "actor", "source_ip", "user_agent")
+    _table([[time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e["at"])), e["action"], e["outcome"],
+             e.get("client_id") or "", e.get("actor") or e.get("source_ip") or "",
+             " ".join(f"{k}={v}" for k, v in e.items() if k not in shown)] for e in events],
+           ["TIME (UTC)", "ACTION", "OUTCOME", "CLIENT_ID", "BY", "DETAILS"])
+    return 0
+
+
+def _since(value: str) -> float:
+    """``15m``, ``1h``, ``7d`` (that long ago) or an ISO 8601 time (UTC unless it names a zone)."""
+    from datetime import datetime, timezone
+
+    try:
+        return time.time() - admin.parse_duration(value)
+    except admin.AdminError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise admin.AdminError(f"--since {value!r}: give a duration like 15m, 1h or 7d, or an ISO 8601 time "
+                               "like 2026-01-31T09:00:00Z") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _logs_insights_hint(args: argparse.Namespace, since: float | None) -> str:
+    """Where a deployed stack's audit trail is, and a ready CloudWatch Logs Insights query for it."""
+    import re
+    import shlex
+
+    filters = ["ispresent(action) and ispresent(outcome)"]
+    if args.client:
+        filters.append('client_id = "{}"'.format(args.client.replace("\\", "\\\\").replace('"', '\\"')))
+    if args.action:
+        pattern = re.escape(args.action).replace("/", r"\/")  # a literal prefix, inside /.../
+        filters.append(f"action like /^{pattern}/")
+    query = ("fields @timestamp, action, outcome, client_id, actor, source_ip, user_agent, resource, scope, jti, reason"
+             f" | filter {' and '.join(filters)} | sort @timestamp desc | limit {args.limit}")
+    stack = args.stack or "<stack>"
+    now = int(time.time())
+    start = int(since) if since is not None else now - 86_400
+    region = f" --region {shlex.quote(args.region)}" if args.region else ""
+    return (
+        "the deployed stack's audit trail is its functions' CloudWatch Logs, not a table: one JSON line per\n"
+        f"audit event in the log groups /aws/lambda/{stack}-*Function-* (kept LogRetentionInDays).\n"
+        "In the CloudWatch console, Logs Insights, select those log groups and run:\n\n"
+        f"  {query}\n\n"
+        "or from a shell (then: aws logs get-query-results --query-id <queryId>):\n\n"
+        f"  aws logs start-query{region} --start-time {start} --end-time {now} \\\n"
+        f"    --log-group-names $(aws logs describe-log-groups{region} --log-group-name-prefix "
+        f"/aws/lambda/{shlex.quote(stack)}- --query 'logGroups[].logGroupName' --output text) \\\n"
+        f"    --query-string {shlex.quote(query)}")
+
+
 # -- argument parsing -----------------------------------------------------------------------------
 def _add_backend_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("TOKENMINT_DATA_DIR", ".tokenmint")),
@@ -381,6 +529,15 @@ def build_parser() -> argparse.ArgumentParser:
                        choices=("RS256", "PS256", "ES256", "EdDSA"), help="token signing algorithm")
     serve.add_argument("--dev", action="store_true",
                        help="development only: allow private_key_jwt clients' jwks_uri on http and private addresses")
+    serve.add_argument("--tls-cert", type=Path, metavar="PEM",
+                       help="serve HTTPS with this certificate (chain) file; the issuer becomes https://HOST:PORT")
+    serve.add_argument("--tls-key", type=Path, metavar="PEM", help="the private key of --tls-cert")
+    serve.add_argument("--client-ca", type=Path, metavar="TRUSTSTORE_PEM",
+                       help="mutual TLS (RFC 8705): ask for a client certificate (optional) and verify it "
+                            "against this PEM bundle, as an API Gateway custom domain's truststore")
+    serve.add_argument("--mtls-port", type=int, metavar="PORT",
+                       help="with --client-ca: serve mutual TLS on this second port instead, certificate "
+                            "required (0: a free port); its URL is published as mtls_endpoint_aliases")
     serve.set_defaults(func=cmd_serve)
 
     resource = commands.add_parser("resource", help="protected resources (APIs, MCP servers)")
@@ -410,6 +567,14 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--introspect-resource", action="append", metavar="URI",
                         help="allow introspecting tokens of this resource only (repeatable; implies --introspect)")
     create.add_argument("--jwks-file", type=Path, help="private_key_jwt: the client's public keys (a JWK Set or a JWK)")
+    for option, member in TLS_SUBJECT_OPTIONS.items():
+        create.add_argument(option, dest=member, metavar="VALUE",
+                            help=f"tls_client_auth: the certificate's {member.removeprefix('tls_client_auth_')}")
+    create.add_argument("--certificate-file", type=Path, metavar="PEM",
+                        help="self_signed_tls_client_auth: the client's certificate (registered as x5c)")
+    create.add_argument("--certificate-bound", action="store_true",
+                        help="bind its tokens to its TLS client certificate (RFC 8705 cnf.x5t#S256)")
+    create.add_argument("--dpop-bound", action="store_true", help="require a DPoP proof on every token request")
     create.add_argument("--json", action="store_true", help="print one JSON object")
     create.set_defaults(func=cmd_client_create)
     listing = client_commands.add_parser("list", help="list clients")
@@ -488,16 +653,39 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--scope")
     token.add_argument("--raw", action="store_true", help="print only the access token")
     token.set_defaults(func=cmd_token)
+
+    audit = commands.add_parser("audit", help="the audit trail: issuances, denials, registrations, admin changes")
+    audit.add_argument("--client", metavar="ID", help="only events naming this client")
+    audit.add_argument("--action", metavar="PREFIX", help="only actions starting with this, e.g. token. or client.")
+    audit.add_argument("--since", metavar="DURATION|ISO", help="only events since, e.g. 1h, 7d or 2026-01-31T09:00Z")
+    audit.add_argument("--limit", type=int, default=50, help="at most this many, the newest (default 50)")
+    audit.add_argument("--json", action="store_true", help="print a JSON array of the events")
+    audit.add_argument("--stack", default=os.environ.get("TOKENMINT_STACK"),
+                       help="with --backend aws: the stack name (its functions' log groups)")
+    _add_backend_options(audit)
+    audit.set_defaults(func=cmd_audit)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _observe(args)
     try:
         return args.func(args)
     except (admin.AdminError, ConfigError) as exc:
         print(f"tokenmint: {exc}", file=sys.stderr)
         return 2
+
+
+def _observe(args: argparse.Namespace) -> None:
+    """Metrics are for Lambda: the CLI prints none, and ``serve`` only with
+    POWERTOOLS_METRICS_DISABLED=false (EMF lines among its log, to check them locally). Admin
+    commands log to stderr, keeping stdout for their output: only warnings on the embedded backend
+    (its audit table records each change), every audit event with --backend aws (no other record)."""
+    serving = args.func is cmd_serve
+    observability.publish(serving and os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() == "false")
+    if not serving:
+        observability.log_to(sys.stderr, "INFO" if getattr(args, "backend", None) == "aws" else "WARNING")
 
 
 if __name__ == "__main__":

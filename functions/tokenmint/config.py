@@ -36,6 +36,13 @@ def issuer_for(configured: str | None, domain_name: str) -> str:
     return configured or "https://" + domain_name
 
 
+def request_url(domain_name: str, raw_path: str, forwarded_proto: str | None) -> str:
+    """The URL a request was sent to, without query (what a DPoP proof's htu names): API Gateway
+    serves https only; the embedded server states its scheme in X-Forwarded-Proto."""
+    scheme = "http" if (forwarded_proto or "").strip().lower() == "http" else "https"
+    return f"{scheme}://{domain_name}{raw_path or '/'}"
+
+
 @dataclass(frozen=True)
 class Settings:
     backend: str = "embedded"
@@ -55,6 +62,9 @@ class Settings:
     authorizer_routes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # route key → scopes
     authorizer_audience: str | None = None  # the resource the authorizer protects; None: tools
     check_revocation: bool = True  # resource servers in the stack consult the revocation store
+    # How long API Gateway caches the authorizer's answers: a cached answer skips the per-request
+    # DPoP proof, so the authorizer refuses DPoP-bound tokens unless this is 0.
+    authorizer_cache_seconds: int = 0
     # Key lifecycle: the stack owning the keys (KMS tag, alias prefix), rotation, replica regions.
     stack_name: str = "tokenmint"
     key_rotation_days: int = 30
@@ -62,14 +72,31 @@ class Settings:
     # private_key_jwt: fetch jwks_uri from private/loopback addresses and over http (local development only)
     allow_private_jwks_uri: bool = False
     max_assertion_lifetime: int = 600  # seconds a client assertion may live (its exp - now)
+    # RFC 8705 §5: the base URL of the mutual-TLS endpoints (the API's custom domain with a truststore,
+    # or `tokenmint serve --mtls-port`), published as mtls_endpoint_aliases. None: no separate mTLS host.
+    mtls_base_url: str | None = None
+    # Abuse resistance (oauth/throttle.py): failed client authentications per fixed window of
+    # auth_failure_window seconds, per (client, source) and per source; registrations per source
+    # and window. 0 turns a limit off.
+    auth_failure_window: int = 60
+    auth_failures_per_client_source: int = 30
+    auth_failures_per_source: int = 100
+    registrations_per_source: int = 20
 
     def __post_init__(self) -> None:
+        if self.auth_failure_window < 1:
+            raise ConfigError("TOKENMINT_AUTH_FAILURE_WINDOW must be at least 1 (seconds)")
+        if min(self.auth_failures_per_client_source, self.auth_failures_per_source, self.registrations_per_source) < 0:
+            raise ConfigError("TOKENMINT_AUTH_FAILURES_PER_CLIENT_SOURCE, TOKENMINT_AUTH_FAILURES_PER_SOURCE and "
+                              "TOKENMINT_REGISTRATIONS_PER_SOURCE must be 0 (off) or more")
         if self.backend not in BACKENDS:
             raise ConfigError(f"TOKENMINT_BACKEND must be one of {', '.join(BACKENDS)}")
         if self.signing_alg not in SIGNING_ALGORITHMS:
             raise ConfigError(f"TOKENMINT_SIGNING_ALG must be one of {', '.join(SIGNING_ALGORITHMS)}")
         if self.issuer is not None:
             object.__setattr__(self, "issuer", validate_issuer(self.issuer))
+        if self.mtls_base_url is not None:
+            object.__setattr__(self, "mtls_base_url", _validate_mtls_base_url(self.mtls_base_url))
         if self.backend == "aws" and not (self.table_name and self.signing_key_id):
             raise ConfigError("TOKENMINT_TABLE and TOKENMINT_SIGNING_KEY_ID are required with the aws backend")
 
@@ -93,11 +120,30 @@ class Settings:
             authorizer_routes=_authorizer_routes(env.get("TOKENMINT_AUTHORIZER_ROUTES") or "{}"),
             authorizer_audience=env.get("TOKENMINT_AUTHORIZER_AUDIENCE") or None,
             check_revocation=(env.get("TOKENMINT_CHECK_REVOCATION", "true").lower() != "false"),
+            authorizer_cache_seconds=_int(env, "TOKENMINT_AUTHORIZER_CACHE_SECONDS", 0),
             stack_name=env.get("TOKENMINT_STACK") or "tokenmint",
             key_rotation_days=_int(env, "TOKENMINT_KEY_ROTATION_DAYS", 30),
             key_replica_regions=tuple(r for r in (env.get("TOKENMINT_KEY_REPLICA_REGIONS") or "").split(",") if r),
             max_assertion_lifetime=_int(env, "TOKENMINT_MAX_ASSERTION_LIFETIME", 600),
+            mtls_base_url=env.get("TOKENMINT_MTLS_BASE_URL") or None,
+            **throttle_settings(env),
         )
+
+
+def throttle_settings(env: Mapping[str, str]) -> dict[str, int]:
+    """The abuse-resistance fields of :class:`Settings` from ``env`` (``tokenmint serve`` reads them too)."""
+    return {"auth_failure_window": _int(env, "TOKENMINT_AUTH_FAILURE_WINDOW", 60),
+            "auth_failures_per_client_source": _int(env, "TOKENMINT_AUTH_FAILURES_PER_CLIENT_SOURCE", 30),
+            "auth_failures_per_source": _int(env, "TOKENMINT_AUTH_FAILURES_PER_SOURCE", 100),
+            "registrations_per_source": _int(env, "TOKENMINT_REGISTRATIONS_PER_SOURCE", 20)}
+
+
+def _validate_mtls_base_url(url: str) -> str:
+    """An https URL without query or fragment: mutual TLS is TLS, so never http, not even on loopback."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(f"TOKENMINT_MTLS_BASE_URL {url!r} must be an https URL without query or fragment")
+    return url.rstrip("/")
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -75,6 +75,22 @@ class RevocationStore(Protocol):
     def is_token_revoked(self, jti: str) -> bool: ...
 
 
+class ThrottleStore(Protocol):
+    """Counters of failed authentications and registrations, and the blocks they lead to
+    (oauth/throttle.py): in the store, so that every process counts the same."""
+
+    def add_to_counter(self, key: str, *, now: int, expires_at: int) -> int:
+        """Add one to the counter ``key`` (0 when new) and return its new value, atomically (of n
+        concurrent calls, each sees a different value). The counter may vanish after ``expires_at``."""
+
+    def block_source(self, client_id: str, source: str, until: int, *, now: int) -> None:
+        """Record on the client's own record that ``source`` may not authenticate as it before
+        ``until`` (``Client.auth_blocks``); nothing when there is no such client. Never changes the
+        version (a block must not make a concurrent update fail). At most ``MAX_AUTH_BLOCKS``
+        sources are kept: to make room, a full map may be emptied first (a dropped block comes back
+        with its source's next failure, which is past the limit)."""
+
+
 class ResourceStore(Protocol):
     def get_resource(self, key: str) -> Resource | None:
         """The resource whose normalised identifier is ``key``."""

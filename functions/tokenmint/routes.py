@@ -16,6 +16,10 @@ from .oauth.metadata import (
 )
 
 
+# The OpenAPI description of this API (functions/tokenmint/openapi.json), served by discovery.
+OPENAPI_PATH = "/openapi.json"
+
+
 class Route(NamedTuple):
     path: str  # API Gateway syntax: {name} is a path parameter
     function: str  # the logical id in template.yaml
@@ -37,6 +41,7 @@ ROUTES: tuple[Route, ...] = (
     *(Route(path, "DiscoveryFunction", "tokenmint.handlers.discovery") for path in METADATA_PATHS),
     Route(JWKS_PATH, "DiscoveryFunction", "tokenmint.handlers.discovery"),
     Route(AUTHORIZATION_PATH, "DiscoveryFunction", "tokenmint.handlers.discovery"),
+    Route(OPENAPI_PATH, "DiscoveryFunction", "tokenmint.handlers.discovery"),
     Route(REGISTRATION_PATH, "RegistrationFunction", "tokenmint.handlers.registration"),
     Route(REGISTRATION_PATH + "/{client_id}", "RegistrationFunction", "tokenmint.handlers.registration"),
     Route(REVOCATION_PATH, "RevocationFunction", "tokenmint.handlers.revocation"),

@@ -21,6 +21,7 @@ class Backend:
     clock: Clock = time.time
     key_ring: Any = None  # keys.KeyRing: the lifecycle operations (rotation, rollover)
     assertions: Any = None  # oauth.client_assertion.ClientAssertionVerifier (private_key_jwt)
+    throttle: Any = None  # oauth.throttle.AuthenticationThrottle (failed authentications, registrations)
 
 
 def open_backend(settings: Settings) -> Backend:
@@ -30,6 +31,13 @@ def open_backend(settings: Settings) -> Backend:
     backend.assertions = ClientAssertionVerifier(
         replay=backend.clients, jwks_fetcher=HttpsJwksFetcher(allow_private=settings.allow_private_jwks_uri),
         max_lifetime=settings.max_assertion_lifetime)
+    from .oauth.throttle import AuthenticationThrottle, ThrottlePolicy
+
+    # The counters live beside the clients: a block is written onto the client record it guards.
+    backend.throttle = AuthenticationThrottle(backend.clients, ThrottlePolicy(
+        window=settings.auth_failure_window, failures_per_client_source=settings.auth_failures_per_client_source,
+        failures_per_source=settings.auth_failures_per_source,
+        registrations_per_source=settings.registrations_per_source))
     return backend
 
 

@@ -7,11 +7,14 @@ import base64
 import importlib
 import json
 import re
+import ssl
+import sys
 import threading
 import time
 import uuid
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qsl
@@ -28,6 +31,7 @@ MAX_BODY_BYTES = 64 * 1024  # the handlers enforce their own, smaller limits wit
 REQUEST_TIMEOUT = 5  # seconds any single read of a request may take
 MAX_CONNECTIONS = 64  # concurrent connections served; more wait up to ACCEPT_WAIT, then are closed
 ACCEPT_WAIT = 2.0
+HANDSHAKE_TIMEOUT = 5  # seconds a TLS handshake may take (it runs in the connection's own thread)
 
 
 # In Lambda each function runs in its own process and handles one event at a time. Here they all
@@ -59,9 +63,10 @@ def split_target(target: str) -> tuple[str, str]:
 
 
 def build_event(method: str, target: str, headers: dict[str, str], body: bytes, *, domain: str,
-                source_ip: str, route: str | None = None, path_parameters: dict[str, str] | None = None
-                ) -> dict[str, Any]:
-    """The payload 2.0 event API Gateway sends for this request (route ``ANY <route>``)."""
+                source_ip: str, route: str | None = None, path_parameters: dict[str, str] | None = None,
+                client_cert: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The payload 2.0 event API Gateway sends for this request (route ``ANY <route>``); with
+    ``client_cert`` (see client_cert_context), the one a mutual-TLS custom domain sends."""
     path, query_string = split_target(target)
     route_key = f"ANY {route or path}"
     now = time.time()
@@ -84,6 +89,8 @@ def build_event(method: str, target: str, headers: dict[str, str], body: bytes, 
         },
         "isBase64Encoded": bool(body),
     }
+    if client_cert is not None:
+        event["requestContext"]["authentication"] = {"clientCert": client_cert}
     if query:
         event["queryStringParameters"] = query
     if path_parameters:
@@ -91,6 +98,56 @@ def build_event(method: str, target: str, headers: dict[str, str], body: bytes, 
     if body:
         event["body"] = base64.b64encode(body).decode("ascii")
     return event
+
+
+# -- mutual TLS: what API Gateway puts in requestContext.authentication.clientCert -------------------
+# Field names and formats as AWS documents them for HTTP APIs (payload 2.0) and shows in its sample
+# events: subjectDN/issuerDN "C=US,ST=Washington,...,CN=My Client" (the attributes in certificate
+# order, comma-separated, no spaces: not RFC 4514's reversed order), validity dates as OpenSSL prints
+# them ("Aug  5 00:28:21 2120 GMT"), serialNumber as OpenSSL prints it: lowercase colon-separated hex
+# bytes ("a1:a1:…") for long serials, decimal ("1") for serials that fit in 8 bytes.
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def client_cert_context(der: bytes) -> dict[str, Any]:
+    """``requestContext.authentication.clientCert`` for a client certificate verified in the handshake."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    certificate = x509.load_der_x509_certificate(der)
+    return {
+        "clientCertPem": certificate.public_bytes(Encoding.PEM).decode("ascii"),
+        "subjectDN": distinguished_name(certificate.subject),
+        "issuerDN": distinguished_name(certificate.issuer),
+        "serialNumber": serial_number(certificate.serial_number),
+        "validity": {"notBefore": openssl_time(certificate.not_valid_before_utc),
+                     "notAfter": openssl_time(certificate.not_valid_after_utc)},
+    }
+
+
+def distinguished_name(name: Any) -> str:
+    """An x509.Name as API Gateway writes it: RDNs in certificate order, each as RFC 4514 writes it
+    (escaping, ``+`` within an RDN), with OpenSSL's short names for attributes RFC 4514 has none for."""
+    from cryptography.x509.oid import NameOID
+
+    short_names = {NameOID.EMAIL_ADDRESS: "emailAddress", NameOID.SERIAL_NUMBER: "serialNumber",
+                   NameOID.GIVEN_NAME: "GN", NameOID.SURNAME: "SN", NameOID.TITLE: "title",
+                   NameOID.ORGANIZATION_IDENTIFIER: "organizationIdentifier",
+                   NameOID.BUSINESS_CATEGORY: "businessCategory", NameOID.POSTAL_CODE: "postalCode",
+                   NameOID.JURISDICTION_COUNTRY_NAME: "jurisdictionC"}
+    return ",".join(rdn.rfc4514_string(short_names) for rdn in name.rdns)
+
+
+def serial_number(value: int) -> str:
+    """A certificate serial number as API Gateway writes it (see above)."""
+    magnitude = abs(value).to_bytes(max(1, (abs(value).bit_length() + 7) // 8), "big")
+    text = str(abs(value)) if len(magnitude) <= 8 else ":".join(f"{byte:02x}" for byte in magnitude)
+    return "-" + text if value < 0 else text
+
+
+def openssl_time(moment: Any) -> str:
+    """A UTC datetime as OpenSSL's ASN1_TIME_print writes it: ``May 28 12:30:02 2019 GMT``."""
+    return f"{_MONTHS[moment.month - 1]} {moment.day:2d} {moment:%H:%M:%S} {moment.year} GMT"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -101,6 +158,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # headers and body go out in separate writes
     routes: tuple[tuple[re.Pattern[str], Route], ...] = ()
     domain = "127.0.0.1"
+    scheme = "http"
 
     def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
         self.send_response(status)
@@ -143,8 +201,10 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in self.headers.items():
             name = name.lower()
             headers[name] = f"{headers[name]},{value}" if name in headers else value
+        headers["x-forwarded-proto"] = self.scheme  # set by the server, as API Gateway does
         event = build_event(self.command, self.path, headers, body, domain=self.domain,
-                            source_ip=self.client_address[0], route=route.path, path_parameters=match.groupdict())
+                            source_ip=self.client_address[0], route=route.path, path_parameters=match.groupdict(),
+                            client_cert=self._client_cert())
         if route.authorizer is not None and not self._authorize(event):
             return None
         try:
@@ -158,6 +218,13 @@ class _Handler(BaseHTTPRequestHandler):
         for name, values in (result.get("multiValueHeaders") or {}).items():
             response_headers[name] = ", ".join(values)
         self._send(int(result.get("statusCode", 200)), response_headers, data)
+
+    def _client_cert(self) -> dict[str, Any] | None:
+        """This connection's client certificate, verified in the handshake (None: the client sent none)."""
+        if not isinstance(self.connection, ssl.SSLSocket):
+            return None
+        der = self.connection.getpeercert(binary_form=True)
+        return client_cert_context(der) if der else None
 
     def _authorize(self, event: dict[str, Any]) -> bool:
         """What API Gateway does before a route with a Lambda authorizer: 401 without the identity
@@ -190,6 +257,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _dispatch
 
+    def __getattr__(self, name: str) -> Any:
+        # The other methods the handlers know (TRACE, QUERY, …) reach them too, for a JSON 405 with
+        # Allow; a method nobody knows stays the stdlib's 501 (RFC 9110 §15.6.2), as JSON.
+        from .handlers.http import ALL_METHODS
+
+        if name.startswith("do_") and name[3:] in ALL_METHODS:
+            return self._dispatch
+        raise AttributeError(name)
+
     def log_message(self, format: str, *args: Any) -> None:  # the handlers log; keep stderr quiet
         pass
 
@@ -200,9 +276,11 @@ class EmbeddedServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
+                 tls: ssl.SSLContext | None = None) -> None:
         super().__init__(address, handler)
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.tls = tls
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(timeout=ACCEPT_WAIT):
@@ -220,10 +298,54 @@ class EmbeddedServer(ThreadingHTTPServer):
         finally:
             self._slots.release()
 
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """With TLS, the handshake happens here, in the connection's thread and with a timeout, so a
+        slow or failed handshake (an untrusted client certificate, plain HTTP, a stalled client) ends
+        that connection only, as API Gateway refuses a certificate its truststore does not verify."""
+        if self.tls is None:
+            return super().finish_request(request, client_address)
+        try:
+            request.settimeout(HANDSHAKE_TIMEOUT)
+            connection = self.tls.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
+        except OSError:
+            return None
+        try:
+            connection.do_handshake()
+        except OSError as exc:  # ssl.SSLError, timeouts and resets are all OSErrors
+            # Not through the shared logger: it carries the keys of whichever invocation ran last.
+            reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or type(exc).__name__
+            print(f"tokenmint serve: TLS handshake with {client_address[0]} failed: {reason}", file=sys.stderr)
+            connection.close()
+            return None
+        try:
+            super().finish_request(connection, client_address)
+        finally:
+            self.shutdown_request(connection)
 
-def make_server(host: str, port: int) -> EmbeddedServer:
-    """An HTTP server bound to ``host:port`` (0: any free port) serving every route of the template."""
-    handler = type("Handler", (_Handler,), {"routes": tuple((route_pattern(r.path), r) for r in ROUTES)})
-    server = EmbeddedServer((host, port), handler)
+
+def make_server(host: str, port: int, tls: ssl.SSLContext | None = None) -> EmbeddedServer:
+    """An HTTP server bound to ``host:port`` (0: any free port) serving every route of the template;
+    HTTPS with ``tls`` (see tls_context)."""
+    handler = type("Handler", (_Handler,), {"routes": tuple((route_pattern(r.path), r) for r in ROUTES),
+                                            "scheme": "https" if tls else "http"})
+    server = EmbeddedServer((host, port), handler, tls)
     handler.domain = f"{host}:{server.server_address[1]}"
     return server
+
+
+def tls_context(cert_file: str | Path, key_file: str | Path, client_ca: str | Path | None = None, *,
+                require_client_cert: bool = False) -> ssl.SSLContext:
+    """A server context for ``cert_file``/``key_file`` (TLS 1.2+). With ``client_ca`` (a PEM bundle,
+    like the truststore an API Gateway custom domain reads from S3) it asks for a client certificate
+    and verifies it against that bundle: chain, validity dates, purpose; a certificate that fails is
+    refused in the handshake. Optional unless ``require_client_cert`` (API Gateway's mutual-TLS domains
+    require one). A self-signed client certificate passes only if it is itself in the bundle."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_file, key_file)
+    if client_ca is not None:
+        context.load_verify_locations(cafile=client_ca)
+        context.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL
+    elif require_client_cert:
+        raise ValueError("a client certificate can only be required with a truststore (client_ca)")
+    return context

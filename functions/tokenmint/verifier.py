@@ -5,6 +5,10 @@ A token is accepted when its signature verifies with a key from the issuer's JWK
 ``typ: at+jwt``, ``iss`` is the issuer, ``aud`` is exactly this resource, it is within its
 lifetime (with a small skew), and it carries the required scopes. Revocation is checked only when
 a :class:`RevocationCheck` is given; without one, a revoked token stays valid until it expires.
+
+Sender-constrained tokens (``cnf``) are accepted only with their proof: :meth:`TokenVerifier.verify_request`
+checks a DPoP proof (RFC 9449 §7) for ``cnf.jkt``; :meth:`TokenVerifier.verify`, which sees the
+token alone, refuses bound tokens, so code that cannot check a proof never accepts a stolen one.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any, Protocol
 import jwt
 
 from .oauth.access_token import ACCESS_TOKEN_TYP
+from .oauth.dpop import DPOP_ALGORITHMS, InvalidDpopProofError, ReplayCache, verify_proof
 
 ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
 _KEY_TYPES = {"RS256": "RSA", "PS256": "RSA", "ES256": "EC", "EdDSA": "OKP"}
@@ -31,17 +36,21 @@ class TokenRejected(Exception):
     """Why a request's token is refused, as RFC 6750 §3.1 names it: ``invalid_token`` (401) or
     ``insufficient_scope`` (403, with the ``scope`` the request needs)."""
 
-    def __init__(self, error: str, description: str, scope: str | None = None) -> None:
+    def __init__(self, error: str, description: str, scope: str | None = None, *, scheme: str = "Bearer") -> None:
         super().__init__(description)
-        self.error, self.description, self.scope = error, description, scope
+        self.error, self.description, self.scope, self.scheme = error, description, scope, scheme
 
     @property
     def status_code(self) -> int:
         return 403 if self.error == "insufficient_scope" else 401
 
     def challenge(self, resource_metadata: str | None = None) -> str:
-        """The ``WWW-Authenticate`` value (RFC 6750 §3, RFC 9728 §5.1)."""
-        parts = ['Bearer realm="tokenmint"', f'error="{self.error}"', f'error_description="{self.description}"']
+        """The ``WWW-Authenticate`` value (RFC 6750 §3, RFC 9449 §7.1, RFC 9728 §5.1)."""
+        if self.scheme == "DPoP":
+            parts = [f'DPoP algs="{" ".join(DPOP_ALGORITHMS)}"']
+        else:
+            parts = ['Bearer realm="tokenmint"']
+        parts += [f'error="{self.error}"', f'error_description="{self.description}"']
         if self.scope:
             parts.append(f'scope="{self.scope}"')
         if resource_metadata:
@@ -49,8 +58,12 @@ class TokenRejected(Exception):
         return ", ".join(parts)
 
 
-def invalid(description: str) -> TokenRejected:
-    return TokenRejected("invalid_token", description)
+def invalid(description: str, scheme: str = "Bearer") -> TokenRejected:
+    return TokenRejected("invalid_token", description, scheme=scheme)
+
+
+def invalid_proof(description: str) -> TokenRejected:
+    return TokenRejected("invalid_dpop_proof", description, scheme="DPoP")
 
 
 @dataclass(frozen=True)
@@ -81,6 +94,12 @@ class VerifiedToken:
     @property
     def expires_at(self) -> int:
         return int(self.claims["exp"])
+
+    @property
+    def confirmation(self) -> dict[str, Any]:
+        """The key the token is bound to (RFC 7800 ``cnf``); empty for a plain bearer token."""
+        cnf = self.claims.get("cnf")
+        return cnf if isinstance(cnf, dict) else {}
 
 
 class KeySource(Protocol):
@@ -159,17 +178,107 @@ class RevocationCheck(Protocol):
     def is_revoked(self, token: VerifiedToken) -> bool: ...
 
 
+@dataclass
+class MemoryReplayCache:
+    """DPoP proof jtis seen by this process (RFC 9449 §11.1), kept until they expire; bounded.
+    Resource servers with several instances can pass a shared cache (the AS's table) instead."""
+
+    max_entries: int = 100_000
+    clock: Callable[[], float] = time.time
+    _seen: dict[str, int] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def use_once(self, key: str, expires_at: int) -> bool:
+        with self._lock:
+            now = self.clock()
+            if len(self._seen) >= self.max_entries:
+                self._seen = {k: exp for k, exp in self._seen.items() if exp > now}
+                if len(self._seen) >= self.max_entries:
+                    return False  # full of live proofs: refuse rather than forget one (fail closed)
+            if self._seen.get(key, 0) > now:
+                return False
+            self._seen[key] = expires_at
+            return True
+
+
 class TokenVerifier:
     """Verifies access tokens for one resource (``audience``); None: any audience (introspection)."""
 
     def __init__(self, *, issuer: str, audience: str | None, keys: KeySource,
                  algorithms: Iterable[str] = ALGORITHMS, leeway: int = DEFAULT_LEEWAY,
-                 revocation: RevocationCheck | None = None, clock: Callable[[], float] = time.time) -> None:
+                 revocation: RevocationCheck | None = None, clock: Callable[[], float] = time.time,
+                 dpop_replay: ReplayCache | None = None) -> None:
         self.issuer, self.audience, self._keys = issuer, audience, keys
         self._algorithms = tuple(a for a in algorithms if a in ALGORITHMS)  # never none or HMAC
         self._leeway, self._revocation, self._clock = leeway, revocation, clock
+        self._dpop_replay = dpop_replay if dpop_replay is not None else MemoryReplayCache(clock=clock)
 
     def verify(self, token: str, required_scopes: Iterable[str] = ()) -> VerifiedToken:
+        """A bearer token (RFC 6750): refused when it is bound to a key, since no proof comes with it."""
+        verified = self.inspect(token)
+        if "jkt" in verified.confirmation:
+            raise invalid("this access token is DPoP-bound: present it with the DPoP scheme and a proof", "DPoP")
+        if verified.confirmation:
+            raise invalid("this access token is bound to a TLS client certificate: check it with verify_request")
+        return self._with_scopes(verified, required_scopes)
+
+    def verify_request(self, authorization: str | None, *, method: str, url: str, dpop: str | None = None,
+                       certificate: str | None = None, required_scopes: Iterable[str] = ()) -> VerifiedToken:
+        """The token of a request's ``Authorization`` header, ``Bearer`` (RFC 6750) or ``DPoP`` with
+        the request's ``DPoP`` proof (RFC 9449 §7): ``method`` and ``url`` (without query) are the
+        request's own, as the client sent it. ``certificate``: the PEM of the TLS client certificate
+        the connection was made with, for certificate-bound tokens (RFC 8705 §3)."""
+        scheme, _, token = (authorization or "").strip().partition(" ")
+        scheme, token = scheme.lower(), token.strip()
+        if scheme not in ("bearer", "dpop") or not token:
+            raise invalid("a Bearer or DPoP access token is required")
+        verified = self.inspect(token)
+        jkt = verified.confirmation.get("jkt")
+        if scheme == "bearer" and jkt:
+            raise invalid("this access token is DPoP-bound: present it with the DPoP scheme and a proof", "DPoP")
+        if scheme == "dpop":
+            if not jkt:
+                raise invalid("this access token is not DPoP-bound: send it as a Bearer token", "DPoP")
+            self._check_proof(token, jkt, dpop, method, url)
+        self._check_certificate(verified, certificate)
+        return self._with_scopes(verified, required_scopes)
+
+    def _check_proof(self, token: str, jkt: str, dpop: str | None, method: str, url: str) -> None:
+        try:
+            proof = verify_proof(dpop, method=method, urls=(url,), now=int(self._clock()), access_token=token)
+        except InvalidDpopProofError as exc:
+            raise invalid_proof(exc.description) from None
+        if proof.jkt != jkt:
+            raise invalid_proof("the DPoP proof is not signed by the key the access token is bound to")
+        if not self._dpop_replay.use_once(proof.replay_key, proof.replay_expires_at):
+            raise invalid_proof("the DPoP proof was already used")
+
+    @staticmethod
+    def _check_certificate(verified: VerifiedToken, certificate: str | None) -> None:
+        """RFC 8705 §3: a certificate-bound token only over a connection made with that certificate."""
+        expected = verified.confirmation.get("x5t#S256")
+        if expected is None:
+            return
+        from .oauth.errors import InvalidClientError
+        from .oauth.mtls import certificate_thumbprint, load_certificate
+
+        try:
+            presented = certificate_thumbprint(load_certificate(certificate)) if certificate else None
+        except InvalidClientError:
+            presented = None
+        if presented != expected:
+            raise invalid("this access token is bound to a TLS client certificate this connection did not present")
+
+    @staticmethod
+    def _with_scopes(verified: VerifiedToken, required_scopes: Iterable[str]) -> VerifiedToken:
+        required = tuple(required_scopes)
+        if any(s not in verified.scopes for s in required):
+            raise TokenRejected("insufficient_scope", "the access token lacks a required scope", scope=" ".join(required))
+        return verified
+
+    def inspect(self, token: str) -> VerifiedToken:
+        """Signature, issuer, audience, times and revocation, but not who presents the token: for
+        introspection, which reports a bound token's ``cnf`` for the resource server to check."""
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise invalid("the access token is malformed")
         try:
@@ -204,10 +313,6 @@ class TokenVerifier:
         verified = VerifiedToken(claims, token)
         if self._revocation is not None and self._revocation.is_revoked(verified):
             raise invalid("the access token has been revoked")
-        missing = [s for s in required_scopes if s not in verified.scopes]
-        if missing:
-            raise TokenRejected("insufficient_scope", "the access token lacks a required scope",
-                                scope=" ".join(required_scopes))
         return verified
 
 

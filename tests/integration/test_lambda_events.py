@@ -18,6 +18,7 @@ import pytest
 from joserfc.jwk import RSAKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_der_public_key
 
+from support.dpop import DpopKey
 from support.template import deployed_template, load_template
 from tokenmint import admin, runtime
 from tokenmint.adapters.aws.clients import aws_client
@@ -42,6 +43,8 @@ INTROSPECTOR = ("tmc_introspector", "tmsec_introspector0000000000000000000000000
 # and a client of it that may have both its scopes.
 TOOLS_RESOURCE = DOMAIN_ISSUER + "/tools"
 TOOLS_CLIENT = ("tmc_tools", "tmsec_tools000000000000000000000000000000000000000")
+# The source address of token_throttled.json, blocked for tmc_example by seed().
+THROTTLED_SOURCE = "198.51.100.66"
 # The stack name (TOKENMINT_STACK): the tag value of the keys it owns, and its alias prefix.
 STACK = "tokenmint-test"
 
@@ -60,10 +63,16 @@ EXPECTED = {
     "token_invalid_target_fragment.json": (400, "invalid_target"),
     "token_unknown_resource.json": (400, "invalid_target"),
     "token_wrong_method.json": (405, "invalid_request"),
+    "token_dpop_stale_proof.json": (400, "invalid_dpop_proof"),  # RFC 9449: a proof from 2023
+    # RFC 8705 §2.2 over the custom domain with mutual TLS: the certificate API Gateway verified
+    "token_mtls_self_signed.json": (200, None),
+    # the right secret, from a source blocked for tmc_example after too many failures (seed)
+    "token_throttled.json": (429, "temporarily_unavailable"),
     "discovery_metadata.json": (200, None),
     "discovery_openid_configuration.json": (200, None),
     "discovery_jwks.json": (200, None),
     "discovery_authorize.json": (400, "unsupported_response_type"),
+    "discovery_openapi.json": (200, None),
     "registration_create.json": (201, None),
     "registration_missing_token.json": (401, "invalid_token"),
     "registration_wrong_token.json": (401, "invalid_token"),
@@ -128,11 +137,17 @@ def seed(table: str) -> None:
     # Introspection: a client with the permission (any resource's tokens).
     store.create_client(Client(INTROSPECTOR[0], "client_secret_basic", (), created_at=1_700_000_000,
                                secrets=(ClientSecret(hash_secret(INTROSPECTOR[1]), 1_700_000_000),), introspect=True))
+    # RFC 8705 §2.2: a self-signed mTLS client whose certificate is the one in its event.
+    certificate = load("token_mtls_self_signed.json")["requestContext"]["authentication"]["clientCert"]
+    store.create_client(Client("tmc_mtls", "self_signed_tls_client_auth", ("tools:read",), created_at=1_700_000_000,
+                               metadata={"jwks": {"keys": [admin.certificate_jwk(certificate["clientCertPem"])]}}))
     # The sample tools API as a registered resource, and a client of it.
     store.create_resource(Resource(TOOLS_RESOURCE, ("tools:echo", "tools:time"), token_lifetime=300))
     store.create_client(Client(TOOLS_CLIENT[0], "client_secret_basic", ("tools:echo", "tools:time"),
                                created_at=1_700_000_000,
                                secrets=(ClientSecret(hash_secret(TOOLS_CLIENT[1]), 1_700_000_000),)))
+    # The source of token_throttled.json failed too often as tmc_example: blocked (oauth/throttle.py).
+    store.block_source("tmc_example", THROTTLED_SOURCE, 4_000_000_000, now=1_700_000_000)
 
 
 def function_environment(function: str) -> dict[str, str]:
@@ -460,7 +475,8 @@ def test_given_registration_requests_when_invoked_then_only_the_calls_its_role_a
     aws_client("dynamodb", "us-east-1").meta.events.register(
         "before-parameter-build.dynamodb.TransactWriteItems", record_transaction)
 
-    assert invoke("registration_create.json")["statusCode"] == 201  # GetItem + Transact(Update, Put)
+    # GetItem + UpdateItem (the source's registration counter) + Transact(Update, Put)
+    assert invoke("registration_create.json")["statusCode"] == 201
     assert invoke("registration_read.json")["statusCode"] == 200  # GetItem
     assert invoke("registration_update.json")["statusCode"] == 200  # GetItem + PutItem; rotates the token
     store = store_of(table)  # (a client of its own: not recorded) give the event's token back
@@ -468,7 +484,7 @@ def test_given_registration_requests_when_invoked_then_only_the_calls_its_role_a
     store.update_client(client.with_changes(registration_access_token_hash=hash_secret(REGISTRATION_ACCESS_TOKEN)))
     assert invoke("registration_delete.json")["statusCode"] == 204  # GetItem + Transact(Delete, Put)
 
-    assert calls == Counter({"GetItem": 4, "TransactWriteItems": 2, "PutItem": 1})
+    assert calls == Counter({"GetItem": 4, "TransactWriteItems": 2, "PutItem": 1, "UpdateItem": 1})
     assert transact_items == Counter({"Update": 1, "Put": 2, "Delete": 1})
 
 
@@ -539,6 +555,31 @@ def test_given_another_clients_token_when_revoked_then_200_and_it_stays_active(d
 
 
 # -- the sample tools API and the Lambda authorizer -------------------------------------------------
+DPOP_KEY = DpopKey("ES256")
+
+
+def dpop_tools_token(scope: str) -> str:
+    """A tools token bound to DPOP_KEY (RFC 9449), as the token function issues it."""
+    event = with_form("token_basic.json", basic(*TOOLS_CLIENT), grant_type="client_credentials",
+                      resource=TOOLS_RESOURCE, scope=scope)
+    event["headers"]["dpop"] = DPOP_KEY.proof("POST", DOMAIN_ISSUER + "/token")
+    response = invoke("token_basic.json", event)
+    assert response["statusCode"] == 200 and response["json"]["token_type"] == "DPoP", response["body"]
+    return response["json"]["access_token"]
+
+
+def with_dpop(name: str, access_token: str) -> dict:
+    """events/<name> (a tools or authorizer event) presenting a DPoP-bound token with a fresh proof."""
+    event = load(name)
+    event["headers"]["authorization"] = "DPoP " + access_token
+    if "identitySource" in event:
+        event["identitySource"] = ["DPoP " + access_token, event["routeKey"]]
+    url = "https://" + event["requestContext"]["domainName"] + event["rawPath"]
+    event["headers"]["dpop"] = DPOP_KEY.proof(event["requestContext"]["http"]["method"], url,
+                                              access_token=access_token)
+    return event
+
+
 def tools_token(scope: str) -> str:
     event = with_form("token_basic.json", basic(*TOOLS_CLIENT), grant_type="client_credentials",
                       resource=TOOLS_RESOURCE, scope=scope)
@@ -616,6 +657,7 @@ def test_given_the_new_functions_when_invoked_cold_then_only_the_calls_their_rol
     # RevocationFunction: GetItem + PutItem (revoking its own token); the others only read (GetItem:
     # the calling client, the token's revocation entry and client). All: Query (the key records)
     # and, since no rotation has recorded keys yet, GetPublicKey (the deployed key), once.
+    # Revocation and introspection: UpdateItem only for a caller that fails to authenticate.
     deployed()
     access_token = tools_token("tools:echo tools:time")
     requests = {
@@ -636,6 +678,17 @@ def test_given_the_new_functions_when_invoked_cold_then_only_the_calls_their_rol
                                 client_assertion=pkjwt_assertion())
     del assertion_event["headers"]["authorization"]
     requests["IntrospectionFunction"].append(("introspection_garbage_token.json", assertion_event))
+    # a DPoP-bound token with its proof: the proof's jti is recorded once (the PutItem grant)
+    for function, name in (("ToolsFunction", "tools_no_token.json"),
+                           ("AuthorizerFunction", "authorizer_garbage_token.json")):
+        requests[function].append((name, with_dpop(name, dpop_tools_token("tools:echo tools:time"))))
+    # a caller with a wrong secret: 401, and its failure is counted (the UpdateItem grant)
+    wrong_secret = basic(INTROSPECTOR[0], "tmsec_wrong" + "0" * 40)
+    failing = []
+    for function, name in (("RevocationFunction", "revocation_basic.json"),
+                           ("IntrospectionFunction", "introspection_garbage_token.json")):
+        failing.append(with_form(name, wrong_secret, token=access_token))
+        requests[function].append((name, failing[-1]))
     calls: Counter = Counter()
     for service in ("kms", "dynamodb"):
         aws_client(service, "us-east-1").meta.events.register(
@@ -645,7 +698,9 @@ def test_given_the_new_functions_when_invoked_cold_then_only_the_calls_their_rol
         calls.clear()
         for name, event in invocations:
             response = invoke(name, event)
-            assert response.get("statusCode", 200) == 200 and response.get("isAuthorized", True), (function, response)
+            expected = 401 if any(event is f for f in failing) else 200
+            assert response.get("statusCode", 200) == expected, (function, response)
+            assert response.get("isAuthorized", True), (function, response)
         # every call is one its role allows, and every grant is used (none to spare)
         assert set(calls) == template_allowed_actions(function), function
         assert calls["GetPublicKey"] == 1, function  # once per process
@@ -806,3 +861,18 @@ def test_given_replica_regions_when_a_key_is_created_then_it_is_multi_region_and
     assert calls["ReplicateKey"] == 1
     assert set(calls) - {"TransactWriteItems"} <= template_allowed_actions(
         "KeyRotationFunction", KeyReplicaRegions="us-west-2")
+
+
+def test_given_authorizer_caching_when_a_dpop_bound_token_comes_then_denied_but_bearer_tokens_pass(
+        deployed, monkeypatch):
+    # API Gateway would reuse a cached Allow for the same Authorization header without a new proof.
+    deployed()
+    bound, plain = dpop_tools_token("tools:echo"), tools_token("tools:echo")
+    monkeypatch.setenv("TOKENMINT_AUTHORIZER_CACHE_SECONDS", "60")
+    runtime.install(None)
+    name = "authorizer_garbage_token.json"
+    assert invoke(name, with_dpop(name, bound)) == {"isAuthorized": False}
+    assert invoke(name, bearer(name, plain))["isAuthorized"] is True
+    monkeypatch.setenv("TOKENMINT_AUTHORIZER_CACHE_SECONDS", "0")
+    runtime.install(None)
+    assert invoke(name, with_dpop(name, bound))["isAuthorized"] is True

@@ -6,7 +6,15 @@ import pytest
 
 from tokenmint.adapters.cache import CachedResourceStore
 from tokenmint.adapters.embedded.sqlite import SqliteDatabase, SqliteStore
-from tokenmint.oauth.models import Client, ClientSecret, InitialAccessToken, RegistrationPolicy, Resource
+from tokenmint.adapters.aws.clients import aws_client
+from tokenmint.oauth.models import (
+    MAX_AUTH_BLOCKS,
+    Client,
+    ClientSecret,
+    InitialAccessToken,
+    RegistrationPolicy,
+    Resource,
+)
 from tokenmint.ports import ConflictError, InitialAccessTokenSpentError
 
 
@@ -239,3 +247,65 @@ def test_given_a_client_assertion_jti_when_used_twice_then_only_the_first_use_co
     assert store.use_once("tmc_2#jti-1", later) is True  # per client
     assert store.use_once("tmc_1#old", int(time.time()) - 1) is True
     assert store.use_once("tmc_1#old", later) is True  # an expired record no longer blocks
+
+
+# -- failed-authentication throttling (ports.ThrottleStore) -------------------------------------------
+def test_given_a_counter_when_added_to_then_it_counts_from_one_per_key(store):
+    counts = [store.add_to_counter("client#60#198.51.100.7#tmc_1", now=100, expires_at=120) for _ in range(3)]
+    assert counts == [1, 2, 3]
+    assert store.add_to_counter("client#60#198.51.100.8#tmc_1", now=100, expires_at=120) == 1  # another source
+    assert store.add_to_counter("client#120#198.51.100.7#tmc_1", now=120, expires_at=180) == 1  # the next window
+
+
+def test_given_concurrent_failures_when_counted_then_each_sees_its_own_count(racing_store):
+    seen = []
+    race(lambda i: seen.append(racing_store.add_to_counter("source#0#198.51.100.7", now=10, expires_at=60)), 8)
+    assert sorted(seen) == list(range(1, 9))  # none lost, none counted twice
+
+
+def test_given_a_block_when_recorded_then_the_client_read_carries_it_and_the_version_is_untouched(store):
+    store.create_client(a_client())
+    store.block_source("tmc_1", "198.51.100.7", 1_700_000_060, now=1_700_000_000)
+    store.block_source("tmc_1", "2001:db8:1:2::/64", 1_700_000_060, now=1_700_000_000)
+    client = store.get_client("tmc_1")
+    assert client.auth_blocks == {"198.51.100.7": 1_700_000_060, "2001:db8:1:2::/64": 1_700_000_060}
+    assert client.version == 1
+    # an admin update from a read made before the block still succeeds (the version did not move)
+    store.update_client(client.with_changes(name="renamed"))
+    assert store.get_client("tmc_1").name == "renamed"
+
+
+def test_given_an_unknown_client_when_a_block_is_recorded_then_nothing_is_created(store):
+    store.block_source("tmc_nobody", "198.51.100.7", 1_700_000_060, now=1_700_000_000)
+    assert store.get_client("tmc_nobody") is None
+    assert [c.client_id for c in store.list_clients()] == []
+
+
+def test_given_more_attacking_sources_than_a_record_keeps_then_the_blocks_stay_bounded(store):
+    store.create_client(a_client())
+    for n in range(MAX_AUTH_BLOCKS + 5):
+        store.block_source("tmc_1", f"192.0.2.{n}", 1_700_000_060, now=1_700_000_000)
+    blocks = store.get_client("tmc_1").auth_blocks
+    assert 1 <= len(blocks) <= MAX_AUTH_BLOCKS
+    assert blocks[f"192.0.2.{MAX_AUTH_BLOCKS + 4}"] == 1_700_000_060  # the latest block is always kept
+
+
+def test_given_concurrent_blocks_of_different_sources_then_none_is_lost(racing_store):
+    racing_store.create_client(a_client())
+    race(lambda i: racing_store.block_source("tmc_1", f"198.51.100.{i}", 1_700_000_060, now=1_700_000_000), 6)
+    assert set(racing_store.get_client("tmc_1").auth_blocks) == {f"198.51.100.{i}" for i in range(6)}
+
+
+def test_given_a_dynamodb_client_stored_before_blocks_existed_when_blocked_then_the_map_is_created(table):
+    import boto3
+
+    from tokenmint.adapters.aws.dynamodb import DynamoDbStore
+
+    store = DynamoDbStore(aws_client("dynamodb"), table)
+    store.create_client(a_client())
+    boto3.client("dynamodb").update_item(TableName=table, Key={"pk": {"S": "CLIENT#tmc_1"}, "sk": {"S": "CLIENT"}},
+                                         UpdateExpression="REMOVE auth_blocks")
+    assert store.get_client("tmc_1").auth_blocks == {}
+    store.block_source("tmc_1", "198.51.100.7", 1_700_000_060, now=1_700_000_000)
+    store.block_source("tmc_1", "198.51.100.8", 1_700_000_060, now=1_700_000_000)
+    assert store.get_client("tmc_1").auth_blocks == {"198.51.100.7": 1_700_000_060, "198.51.100.8": 1_700_000_060}

@@ -7,7 +7,7 @@ from dataclasses import replace
 from tokenmint.adapters.embedded.local_keys import LocalSigningKey, generate_private_key
 from tokenmint.oauth.credentials import hash_secret
 from tokenmint.oauth.jwk import public_jwk
-from tokenmint.oauth.models import Client, ClientSecret, InitialAccessToken, Resource
+from tokenmint.oauth.models import MAX_AUTH_BLOCKS, Client, ClientSecret, InitialAccessToken, Resource
 from tokenmint.ports import ConflictError, InitialAccessTokenSpentError
 
 NOW = 1_800_000_000
@@ -22,6 +22,9 @@ class InMemoryStore:
         self.tokens: dict[str, InitialAccessToken] = {}
         self.deleted: dict[str, int] = {}
         self.revoked: dict[str, int] = {}
+        self.counters: dict[str, tuple[int, int]] = {}  # throttle counter key → (count, expires_at)
+        self.writes = 0  # throttle writes (counters and blocks)
+        self.used: dict[str, int] = {}  # replay keys: assertion and DPoP proof jtis
 
     def get_client(self, client_id: str) -> Client | None:
         self.reads += 1
@@ -57,6 +60,12 @@ class InMemoryStore:
     def is_token_revoked(self, jti: str) -> bool:
         return jti in self.revoked
 
+    def use_once(self, key: str, expires_at: int) -> bool:
+        if key in self.used:
+            return False
+        self.used[key] = expires_at
+        return True
+
     def create_initial_access_token(self, token: InitialAccessToken) -> None:
         self.tokens[token.hash] = token
 
@@ -80,6 +89,22 @@ class InMemoryStore:
         client = self.clients.get(client_id)
         if client is not None:
             self.clients[client_id] = replace(client, last_used_at=now)
+
+    def add_to_counter(self, key: str, *, now: int, expires_at: int) -> int:
+        self.writes += 1
+        count, expiry = self.counters.get(key, (0, expires_at))
+        if expiry <= now:  # expired: starts again
+            count = 0
+        self.counters[key] = (count + 1, expires_at)
+        return count + 1
+
+    def block_source(self, client_id: str, source: str, until: int, *, now: int) -> None:
+        self.writes += 1
+        client = self.clients.get(client_id)
+        if client is not None:
+            blocks = {s: u for s, u in client.auth_blocks.items() if u > now and s != source}
+            blocks = {} if len(blocks) >= MAX_AUTH_BLOCKS else blocks
+            self.clients[client_id] = replace(client, auth_blocks={**blocks, source: until})
 
     def get_resource(self, key: str) -> Resource | None:
         self.reads += 1

@@ -183,13 +183,14 @@ def function_names(template: dict[str, Any]) -> list[str]:
 
 # Each function's own variables (on top of Globals): only what that function reads.
 OWN_ENVIRONMENT = {
-    "TokenFunction": set(),
-    "DiscoveryFunction": set(),
+    # the mutual-TLS alias (RFC 8705 §5; tests/template/test_template_mtls.py)
+    "TokenFunction": {"TOKENMINT_MTLS_BASE_URL"},
+    "DiscoveryFunction": {"TOKENMINT_MTLS_BASE_URL"},
     "RegistrationFunction": {"TOKENMINT_SOFTWARE_STATEMENT_ISSUERS"},
-    "RevocationFunction": set(),
-    "IntrospectionFunction": set(),
+    "RevocationFunction": {"TOKENMINT_MTLS_BASE_URL"},
+    "IntrospectionFunction": {"TOKENMINT_MTLS_BASE_URL"},
     "ToolsFunction": {"TOKENMINT_TOOLS_RESOURCE", "TOKENMINT_CHECK_REVOCATION"},
-    "AuthorizerFunction": {"TOKENMINT_AUTHORIZER_ROUTES", "TOKENMINT_AUTHORIZER_AUDIENCE",
+    "AuthorizerFunction": {"TOKENMINT_AUTHORIZER_ROUTES", "TOKENMINT_AUTHORIZER_AUDIENCE", "TOKENMINT_AUTHORIZER_CACHE_SECONDS",
                            "TOKENMINT_CHECK_REVOCATION"},
     "KeyRotationFunction": {"TOKENMINT_KEY_ROTATION_DAYS", "TOKENMINT_KEY_REPLICA_REGIONS"},
 }
@@ -313,7 +314,9 @@ def test_outputs_name_the_endpoints_the_metadata_publishes(template):
     outputs = template["Outputs"]
     assert set(outputs) == {"Issuer", "TokenEndpoint", "JwksUri", "MetadataUrl", "RegistrationEndpoint",
                             "RevocationEndpoint", "IntrospectionEndpoint", "ToolsApi", "ToolsResourceMetadata",
-                            "TableName", "SigningKeyArn", "KeyRotationFunction"}
+                            "TableName", "SigningKeyArn", "KeyRotationFunction",
+                            "MtlsBaseUrl", "MtlsDnsTarget", "MtlsDnsHostedZoneId",  # test_template_mtls.py
+                            "DashboardUrl"}  # test_template_monitoring.py
     issuer = outputs["Issuer"]["Value"]
     assert issuer == {"Fn::If": ["HasIssuerUrl", {"Ref": "IssuerUrl"},
                                  {"Fn::Sub": "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"}]}
@@ -388,3 +391,20 @@ def test_replica_region_stack_settings_name_the_primarys_table_and_the_local_key
     assert settings.table_name == "tokenmint-table"  # the GlobalTable's name in the primary stack
     assert settings.signing_key_id == DEPLOYED_RESOURCES["SigningKeyReplica.Arn"]
     assert settings.stack_name == "tokenmint"
+
+
+def test_abuse_resistance_parameters_reach_every_function_that_authenticates(template):
+    # Given the defaults, then the functions throttle as README documents
+    settings = Settings.from_env(deployed_environment(template))
+    assert (settings.auth_failure_window, settings.auth_failures_per_client_source, settings.auth_failures_per_source,
+            settings.registrations_per_source) == (60, 30, 100, 20)
+    # and the parameters change them (through Globals: token, revocation, introspection, registration)
+    tuned = Settings.from_env(deployed_environment(template, AuthFailureWindowSeconds="300",
+                                                   AuthFailuresPerClientAndSource="10", AuthFailuresPerSource="0",
+                                                   RegistrationsPerSource="5"))
+    assert (tuned.auth_failure_window, tuned.auth_failures_per_client_source, tuned.auth_failures_per_source,
+            tuned.registrations_per_source) == (300, 10, 0, 5)
+    parameters = template["Parameters"]
+    assert parameters["AuthFailureWindowSeconds"]["MinValue"] == 1
+    assert all(parameters[name]["MinValue"] == 0 for name in
+               ("AuthFailuresPerClientAndSource", "AuthFailuresPerSource", "RegistrationsPerSource"))

@@ -147,8 +147,13 @@ def test_authorizer_event_is_a_request_authorizer_payload_2_event(path):
     assert name and name["endpoint"] == "authorizer"
     assert event["version"] == "2.0" and event["type"] == "REQUEST"
     assert context["stage"] == "$default" and context["routeKey"] == event["routeKey"]
-    assert context["domainName"] == f"{context['domainPrefix']}.execute-api.us-east-1.amazonaws.com"
-    assert context["apiId"] == context["domainPrefix"]
+    if "authentication" in context:  # through the custom domain with mutual TLS (RFC 8705), as API Gateway sends it
+        assert context["domainPrefix"] == context["domainName"].split(".")[0]
+        assert set(context["authentication"]["clientCert"]) == {
+            "clientCertPem", "subjectDN", "issuerDN", "serialNumber", "validity"}
+    else:
+        assert context["domainName"] == f"{context['domainPrefix']}.execute-api.us-east-1.amazonaws.com"
+        assert context["apiId"] == context["domainPrefix"]
     assert context["accountId"] and context["requestId"] and isinstance(context["timeEpoch"], int)
     method, route_path = event["routeKey"].split(" ", 1)
     assert method == "ANY" and route_path.startswith("/authorized/")
@@ -182,8 +187,13 @@ def test_event_is_an_http_api_payload_2_event_for_a_template_route(path):
     assert name, f"{path.name} is not named <endpoint>_<case>.json"
     assert event["version"] == "2.0"
     assert context["stage"] == "$default"
-    assert context["domainName"] == f"{context['domainPrefix']}.execute-api.us-east-1.amazonaws.com"
-    assert context["apiId"] == context["domainPrefix"]
+    if "authentication" in context:  # through the custom domain with mutual TLS (RFC 8705), as API Gateway sends it
+        assert context["domainPrefix"] == context["domainName"].split(".")[0]
+        assert set(context["authentication"]["clientCert"]) == {
+            "clientCertPem", "subjectDN", "issuerDN", "serialNumber", "validity"}
+    else:
+        assert context["domainName"] == f"{context['domainPrefix']}.execute-api.us-east-1.amazonaws.com"
+        assert context["apiId"] == context["domainPrefix"]
     assert context["accountId"] and context["requestId"] and context["time"]
     assert isinstance(context["timeEpoch"], int)
     assert http["method"] in {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}

@@ -19,6 +19,8 @@ from support.template import (
 )
 
 BASIC_EXECUTION_ROLE = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+# What SAM grants for Tracing: Active (the X-Ray daemon's writes: PutTraceSegments, sampling rules).
+XRAY_WRITE_ONLY = "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"
 
 # Resources and conditions of the grants, as written in the template (a Ref as ${Name}).
 KEYS = "arn:${AWS::Partition}:kms:*:${AWS::AccountId}:key/*"  # every key of the account, any region
@@ -55,8 +57,9 @@ def grant(action: str, resource: str, condition: dict[str, Any] | None = None) -
 # deletion mark). It uses no ConditionCheck item, so no dynamodb:ConditionCheckItem; it never lists
 # (no Query) and never signs (no KMS). RevocationFunction: GetItem (the calling client; the token's
 # client and revocation entry, read by the revocation check), PutItem (the revocation entry), Query
-# (the key records), GetPublicKey (verifying the token). IntrospectionFunction: the same reads, and no
-# write. ToolsFunction and AuthorizerFunction: GetItem (the revocation check: the token's revocation
+# (the key records), GetPublicKey (verifying the token). IntrospectionFunction: the same reads, and
+# PutItem (a private_key_jwt caller's assertion jti). Token, revocation, introspection and
+# registration functions: UpdateItem for the failed-authentication counters and blocks. ToolsFunction and AuthorizerFunction: GetItem (the revocation check: the token's revocation
 # entry and client), Query and GetPublicKey. Only the token function signs. Every KMS grant is by
 # the stack tag, since the rotation creates keys whose ARNs the template cannot know.
 # KeyRotationFunction: Query (the key records) and PutItem (a record; the Puts of its transactions);
@@ -86,22 +89,26 @@ EXPECTED_GRANTS = {
         grant("dynamodb:GetItem", "Table.Arn"),
         grant("dynamodb:PutItem", "Table.Arn"),
         grant("dynamodb:Query", "Table.Arn"),
+        grant("dynamodb:UpdateItem", "Table.Arn"),
         grant("kms:GetPublicKey", KEYS, OWNED),
     },
     "IntrospectionFunction": {
         grant("dynamodb:GetItem", "Table.Arn"),
         grant("dynamodb:Query", "Table.Arn"),
         grant("dynamodb:PutItem", "Table.Arn"),
+        grant("dynamodb:UpdateItem", "Table.Arn"),
         grant("kms:GetPublicKey", KEYS, OWNED),
     },
     "ToolsFunction": {
         grant("dynamodb:GetItem", "Table.Arn"),
         grant("dynamodb:Query", "Table.Arn"),
+        grant("dynamodb:PutItem", "Table.Arn"),  # DPoP proof jtis (RFC 9449 §11.1)
         grant("kms:GetPublicKey", KEYS, OWNED),
     },
     "AuthorizerFunction": {
         grant("dynamodb:GetItem", "Table.Arn"),
         grant("dynamodb:Query", "Table.Arn"),
+        grant("dynamodb:PutItem", "Table.Arn"),  # DPoP proof jtis (RFC 9449 §11.1)
         grant("kms:GetPublicKey", KEYS, OWNED),
     },
     "KeyRotationFunction": {
@@ -222,13 +229,25 @@ def test_default_stage_throttles_with_the_parameters(transformed):
     }
 
 
+def test_registration_routes_throttle_with_their_own_parameters(transformed):
+    (stage,) = resources_of_type(transformed, "AWS::ApiGatewayV2::Stage").values()
+    limits = {"ThrottlingRateLimit": {"Ref": "RegistrationThrottlingRateLimit"},
+              "ThrottlingBurstLimit": {"Ref": "RegistrationThrottlingBurstLimit"}}
+    assert stage["Properties"]["RouteSettings"] == {"ANY /register": limits, "ANY /register/{client_id}": limits}
+    # the routes they name exist (a stage cannot name a route the API does not have)
+    paths = transformed["Resources"]["HttpApi"]["Properties"]["Body"]["paths"]
+    assert {"/register", "/register/{client_id}"} <= set(paths)
+    assert all("x-amazon-apigateway-any-method" in paths[p] for p in ("/register", "/register/{client_id}"))
+
+
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_function_role_allows_exactly_what_the_function_calls(transformed, function):
     # Given the function's role after the transform
     role = role_of(transformed, function)
 
-    # Then its only managed policy is the basic execution role (CloudWatch Logs)
-    assert role["ManagedPolicyArns"] == [BASIC_EXECUTION_ROLE]
+    # Then its only managed policies are the basic execution role (CloudWatch Logs) and, for active
+    # tracing, X-Ray's write-only access
+    assert role["ManagedPolicyArns"] == [BASIC_EXECUTION_ROLE, XRAY_WRITE_ONLY]
     # And its inline policies allow exactly the expected actions on exactly the expected resources,
     # under exactly the expected conditions
     assert role_grants(transformed, function) == EXPECTED_GRANTS[function]

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
 from ..config import issuer_for
+from ..config import request_url as config_request_url
 from ..oauth.errors import (
     InvalidRequestError,
     MethodNotAllowedError,
@@ -28,7 +29,8 @@ from ..ports import UnavailableError
 T = TypeVar("T")
 JSON = "application/json"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+# What allow_only answers 405: every method API Gateway routes as ANY, and others a client may send.
+ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE", "CONNECT", "QUERY")
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None,
@@ -75,7 +77,7 @@ def allow_only(app: APIGatewayHttpResolver, path: str, allowed: Sequence[str]) -
     others = [m for m in ALL_METHODS if m not in allowed]
 
     @app.route(path, method=others)
-    def _method_not_allowed() -> Response:
+    def _method_not_allowed(**_path_parameters: str) -> Response:
         raise MethodNotAllowedError(app.current_event.request_context.http.method, tuple(allowed))
 
 
@@ -103,8 +105,23 @@ def header(app: APIGatewayHttpResolver, name: str) -> str | None:
     return app.current_event.headers.get(name)
 
 
+def client_certificate(app: APIGatewayHttpResolver) -> str | None:
+    """The PEM of the client certificate verified in the request's TLS handshake (RFC 8705 §2), or
+    None. API Gateway sets requestContext.authentication.clientCert only on a custom domain with
+    mutual TLS, after checking the chain against its truststore; the embedded server does the same."""
+    authentication = app.current_event.get("requestContext", {}).get("authentication")
+    certificate = authentication.get("clientCert") if isinstance(authentication, dict) else None
+    pem = certificate.get("clientCertPem") if isinstance(certificate, dict) else None
+    return pem if isinstance(pem, str) and pem else None
+
+
 def issuer_of(app: APIGatewayHttpResolver, configured: str | None) -> str:
     return issuer_for(configured, app.current_event.request_context.domain_name)
+
+
+def request_url(app: APIGatewayHttpResolver) -> str:
+    event = app.current_event
+    return config_request_url(event.request_context.domain_name, event.get("rawPath"), header(app, "x-forwarded-proto"))
 
 
 def audited(app: APIGatewayHttpResolver, denied: str, call: Callable[[], T], **fields: Any) -> T:

@@ -5,10 +5,11 @@ retire keys whose tokens have all expired, then disable and schedule their delet
 from __future__ import annotations
 
 from .. import runtime
-from ..observability import audit, logger
+from ..observability import audit, logger, metrics
 
 
 @logger.inject_lambda_context
+@metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict, context: object) -> dict:
     actions = runtime.backend().key_ring.rotate(force=bool((event or {}).get("force")))
     for action in actions:

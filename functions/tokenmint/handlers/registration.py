@@ -15,7 +15,7 @@ from ..oauth.registration import (
     RegistrationResponse,
     SoftwareStatementVerifier,
 )
-from ..observability import audit, logger
+from ..observability import audit, audit_source, logger, metrics
 from . import http
 
 CLIENT_PATH = REGISTRATION_PATH + "/<client_id>"
@@ -28,7 +28,12 @@ http.allow_only(app, CLIENT_PATH, ("GET", "PUT", "DELETE"))
 def _endpoint() -> ClientRegistrationEndpoint:
     backend = runtime.backend()
     statements = SoftwareStatementVerifier(backend.settings.software_statement_issuers)
-    return ClientRegistrationEndpoint(backend.clients, backend.registrations, backend.clock, statements)
+    return ClientRegistrationEndpoint(backend.clients, backend.registrations, backend.clock, statements,
+                                      backend.throttle)
+
+
+def _source_ip() -> str | None:
+    return http.source(app)["source_ip"]
 
 
 def _body() -> bytes:
@@ -50,27 +55,33 @@ def _answer(action: str, operation: Callable[[], RegistrationResponse]) -> Respo
 def handle_register() -> Response:
     issuer = http.issuer_of(app, runtime.backend().settings.issuer)
     return _answer("created", lambda: _endpoint().register(
-        _body(), http.header(app, "content-type"), http.header(app, "authorization"), issuer))
+        _body(), http.header(app, "content-type"), http.header(app, "authorization"), issuer,
+        source_ip=_source_ip()))
 
 
 @app.route(CLIENT_PATH, method=["GET", "HEAD"])
 def handle_read(client_id: str) -> Response:
     issuer = http.issuer_of(app, runtime.backend().settings.issuer)
-    return _answer("read", lambda: _endpoint().read(client_id, http.header(app, "authorization"), issuer))
+    return _answer("read", lambda: _endpoint().read(client_id, http.header(app, "authorization"), issuer,
+                                                    source_ip=_source_ip()))
 
 
 @app.put(CLIENT_PATH)
 def handle_update(client_id: str) -> Response:
     issuer = http.issuer_of(app, runtime.backend().settings.issuer)
     return _answer("updated", lambda: _endpoint().update(
-        client_id, _body(), http.header(app, "content-type"), http.header(app, "authorization"), issuer))
+        client_id, _body(), http.header(app, "content-type"), http.header(app, "authorization"), issuer,
+        source_ip=_source_ip()))
 
 
 @app.delete(CLIENT_PATH)
 def handle_delete(client_id: str) -> Response:
-    return _answer("deleted", lambda: _endpoint().delete(client_id, http.header(app, "authorization")))
+    return _answer("deleted", lambda: _endpoint().delete(client_id, http.header(app, "authorization"),
+                                                         source_ip=_source_ip()))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics(capture_cold_start_metric=True)
+@audit_source
 def lambda_handler(event: dict, context: object) -> dict:
     return app.resolve(event, context)

@@ -18,8 +18,9 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 
 from .. import runtime
-from ..verifier import LocalKeys, StoreRevocationCheck, TokenRejected, TokenVerifier, bearer_token
-from ..observability import audit, logger
+from ..oauth.dpop import DPOP_ALGORITHMS
+from ..verifier import LocalKeys, StoreRevocationCheck, TokenRejected, TokenVerifier
+from ..observability import audit, audit_source, logger, metrics
 from . import http
 
 TOOLS_PATH = "/tools"
@@ -28,6 +29,8 @@ TOOLS = {"echo": "tools:echo", "time": "tools:time"}  # tool → the one scope i
 
 app = http.create_resolver()
 http.allow_only(app, METADATA_PATH, ("GET",))
+for _tool_path in (TOOLS_PATH + "/<tool>", "/authorized" + TOOLS_PATH + "/<tool>"):
+    http.allow_only(app, _tool_path, ("GET", "POST"))
 
 
 def resource_identifier() -> str:
@@ -50,6 +53,7 @@ def handle_resource_metadata() -> Response:
         "authorization_servers": [http.issuer_of(app, settings.issuer)],
         "scopes_supported": sorted(TOOLS.values()),
         "bearer_methods_supported": ["header"],
+        "dpop_signing_alg_values_supported": list(DPOP_ALGORITHMS),  # RFC 9449 §7.1; Bearer works too
         "resource_name": "tokenmint sample agent tools",
     }
     return http.json_response(200, metadata, {"Cache-Control": "public, max-age=300"})
@@ -75,10 +79,14 @@ def handle_tool(tool: str) -> Response:
     backend = runtime.backend()
     revocation = StoreRevocationCheck(backend.clients, backend.revocations) if backend.settings.check_revocation else None
     verifier = TokenVerifier(issuer=http.issuer_of(app, backend.settings.issuer), audience=resource_identifier(),
-                             keys=LocalKeys(backend.keys.public_jwks), revocation=revocation)
+                             keys=LocalKeys(backend.keys.public_jwks), revocation=revocation,
+                             dpop_replay=backend.clients)  # proof jtis in the table: one use across instances
     authorization = http.header(app, "authorization")
     try:
-        verified = verifier.verify(bearer_token(authorization), required_scopes=(TOOLS[tool],) if tool in TOOLS else ())
+        verified = verifier.verify_request(
+            authorization, method=app.current_event.request_context.http.method, url=http.request_url(app),
+            dpop=http.header(app, "dpop"), certificate=http.client_certificate(app),
+            required_scopes=(TOOLS[tool],) if tool in TOOLS else ())
     except TokenRejected as rejected:
         return _refuse(rejected, presented=bool(authorization))
     if tool not in TOOLS:
@@ -97,5 +105,7 @@ def handle_authorized_tool(tool: str) -> Response:
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics(capture_cold_start_metric=True)
+@audit_source
 def lambda_handler(event: dict, context: object) -> dict:
     return app.resolve(event, context)

@@ -83,7 +83,7 @@ class ClientAssertionVerifier:
             raise _refuse("this client is disabled", client)
         return client
 
-    def _client_keys(self, client: Client) -> list[dict[str, Any]]:
+    def client_keys(self, client: Client) -> list[dict[str, Any]]:
         if client.metadata.get("jwks"):
             return list(client.metadata["jwks"].get("keys", []))
         if client.metadata.get("jwks_uri"):
@@ -98,7 +98,7 @@ class ClientAssertionVerifier:
         import jwt
 
         alg, kid = header["alg"], header.get("kid")
-        candidates = [k for k in self._client_keys(client) if isinstance(k, dict)
+        candidates = [k for k in self.client_keys(client) if isinstance(k, dict)
                       and k.get("kty") == _KEY_TYPES[alg] and (kid is None or k.get("kid") == kid)
                       and k.get("alg", alg) == alg]
         for jwk in candidates:  # no kid (the MCP SDK sends none): try each key of the right type

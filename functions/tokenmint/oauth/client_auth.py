@@ -1,5 +1,6 @@
-"""Client authentication (RFC 6749 §2.3): client_secret_basic and client_secret_post (§2.3.1), and
-private_key_jwt (RFC 7523 §2.2, in client_assertion.py)."""
+"""Client authentication (RFC 6749 §2.3): client_secret_basic and client_secret_post (§2.3.1),
+private_key_jwt (RFC 7523 §2.2, in client_assertion.py), and mutual TLS (RFC 8705 §2:
+tls_client_auth and self_signed_tls_client_auth, in mtls.py)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,15 @@ from .credentials import MAX_CLIENT_ID_LENGTH, MAX_SECRET_LENGTH, verify_secret
 from .errors import InvalidClientError, InvalidRequestError
 from .client_assertion import ASSERTION_TYPE, ClientAssertionVerifier
 from .models import CLIENT_SECRET_BASIC, CLIENT_SECRET_POST, PRIVATE_KEY_JWT
+from .mtls import MTLS_AUTH_METHODS, authenticate_certificate, load_certificate
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ..ports import ClientStore
     from .form import Form
     from .models import Client
+    from .throttle import AuthenticationGuard
 
 
 @dataclass(frozen=True)
@@ -28,13 +33,21 @@ class PresentedCredentials:
     client_id: str | None  # for private_key_jwt: the body's client_id, optional (RFC 7521 §4.2)
     secret: str = ""
     assertion: str = ""
+    certificate: str = ""  # mutual TLS: the PEM the TLS layer verified (RFC 8705 §2)
 
     def __repr__(self) -> str:  # never let the secret reach a log or a traceback
         return f"PresentedCredentials(method={self.method!r}, client_id={self.client_id!r})"
 
 
-def extract_credentials(form: Form, authorization: str | None) -> PresentedCredentials:
-    """Find the one authentication method the request uses; more than one is an error (§2.3)."""
+# A request that proves its client with the TLS client certificate alone (RFC 8705 §2): the
+# client's registered method says which of the two mTLS methods applies.
+MUTUAL_TLS = "mutual_tls"
+
+
+def extract_credentials(form: Form, authorization: str | None, certificate: str | None = None) -> PresentedCredentials:
+    """Find the one authentication method the request uses; more than one is an error (§2.3).
+    ``certificate``: the TLS client certificate, when the connection had one; it authenticates a
+    request that sends only ``client_id`` (RFC 8705 §2), and is otherwise left to token binding."""
     body_id, body_secret = form.get("client_id"), form.get("client_secret")
     assertion_type, assertion = form.get("client_assertion_type"), form.get("client_assertion")
     if assertion_type is not None or assertion is not None:
@@ -57,6 +70,8 @@ def extract_credentials(form: Form, authorization: str | None) -> PresentedCrede
         if body_id is None:
             raise InvalidRequestError("client_id is required with client_secret")
         return PresentedCredentials(CLIENT_SECRET_POST, body_id, body_secret)
+    if body_id is not None and certificate:
+        return PresentedCredentials(MUTUAL_TLS, body_id, certificate=certificate)
     raise InvalidClientError("client authentication is required")
 
 
@@ -75,27 +90,56 @@ def _decode_basic(value: str) -> tuple[str, str]:
 
 
 def authenticate_client(credentials: PresentedCredentials, clients: ClientStore, now: int,
-                        assertions: ClientAssertionVerifier | None = None, audiences: tuple[str, ...] = ()) -> Client:
+                        assertions: ClientAssertionVerifier | None = None, audiences: tuple[str, ...] = (),
+                        guard: AuthenticationGuard | None = None) -> Client:
     """The registered client the credentials prove, or :class:`InvalidClientError`.
 
     Unknown client and wrong secret are indistinguishable, in answer and in time. ``audiences``
     are the values a client assertion's ``aud`` may name (this server's issuer, its endpoints).
+    ``guard`` (oauth/throttle.py, RFC 6749 §10.10) refuses a (client, source) that failed too often,
+    right after the client is read and before its credentials are checked, and counts failures.
     """
+    if guard is None:
+        return _authenticate(credentials, clients.get_client, now, assertions, audiences)
+    try:
+        return _authenticate(credentials, guard.lookup(clients.get_client), now, assertions, audiences)
+    except InvalidClientError as exc:
+        raise guard.failed(exc) from None
+
+
+def _authenticate(credentials: PresentedCredentials, client_for: Callable[[str], Client | None], now: int,
+                  assertions: ClientAssertionVerifier | None, audiences: tuple[str, ...]) -> Client:
     if credentials.method == PRIVATE_KEY_JWT:
         if assertions is None:
             raise InvalidClientError("private_key_jwt is not available here")
-        return assertions.authenticate(credentials.assertion, credentials.client_id, clients.get_client,
+        return assertions.authenticate(credentials.assertion, credentials.client_id, client_for,
                                        audiences=audiences, now=now)
     assert credentials.client_id is not None
+    if credentials.method == MUTUAL_TLS:
+        return _authenticate_by_certificate(credentials, client_for, now, assertions)
     client = None
     if len(credentials.client_id) <= MAX_CLIENT_ID_LENGTH and len(credentials.secret) <= MAX_SECRET_LENGTH:
-        client = clients.get_client(credentials.client_id)
+        client = client_for(credentials.client_id)
     hashes = None if client is None else tuple(s.hash for s in client.secrets if s.is_valid_at(now))
     if not verify_secret(credentials.secret[:MAX_SECRET_LENGTH], hashes) or client is None:
         raise InvalidClientError(client_id=client.client_id if client else None)
     if client.auth_method != credentials.method:
         raise InvalidClientError(f"this client must authenticate with {client.auth_method}",
                                  client_id=client.client_id)
+    if client.disabled:
+        raise InvalidClientError("this client is disabled", client_id=client.client_id)
+    return client
+
+
+def _authenticate_by_certificate(credentials: PresentedCredentials, client_for: Callable[[str], Client | None],
+                                 now: int, assertions: ClientAssertionVerifier | None) -> Client:
+    certificate = load_certificate(credentials.certificate)
+    client = client_for(credentials.client_id) if len(credentials.client_id or "") <= MAX_CLIENT_ID_LENGTH else None
+    if client is None or client.auth_method not in MTLS_AUTH_METHODS:
+        raise InvalidClientError(client_id=client.client_id if client else None)
+    # A self-signed client's certificates are in its jwks or jwks_uri (x5c), fetched like assertion keys.
+    authenticate_certificate(client, certificate, now,
+                             client_keys=lambda: assertions.client_keys(client) if assertions else [])
     if client.disabled:
         raise InvalidClientError("this client is disabled", client_id=client.client_id)
     return client

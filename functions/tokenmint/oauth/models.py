@@ -15,7 +15,13 @@ CLIENT_SECRET_BASIC = "client_secret_basic"
 CLIENT_SECRET_POST = "client_secret_post"
 PRIVATE_KEY_JWT = "private_key_jwt"
 SECRET_AUTH_METHODS = (CLIENT_SECRET_BASIC, CLIENT_SECRET_POST)
-SUPPORTED_AUTH_METHODS = (*SECRET_AUTH_METHODS, PRIVATE_KEY_JWT)
+TLS_CLIENT_AUTH = "tls_client_auth"  # RFC 8705 §2.1: a CA-issued certificate with the registered subject
+SELF_SIGNED_TLS_CLIENT_AUTH = "self_signed_tls_client_auth"  # §2.2: a certificate the client registered
+MTLS_AUTH_METHODS = (TLS_CLIENT_AUTH, SELF_SIGNED_TLS_CLIENT_AUTH)
+SUPPORTED_AUTH_METHODS = (*SECRET_AUTH_METHODS, PRIVATE_KEY_JWT, *MTLS_AUTH_METHODS)
+
+# A client's record keeps at most this many blocked sources (oauth/throttle.py).
+MAX_AUTH_BLOCKS = 32
 
 DEFAULT_TOKEN_LIFETIME = 600
 MIN_TOKEN_LIFETIME = 60
@@ -140,6 +146,9 @@ class Client:
     tokens_not_before: int | None = None
     # Resources whose tokens this client may introspect; None: all (when ``introspect``).
     introspect_resources: tuple[str, ...] | None = None
+    # Sources (oauth/throttle.source_key) that failed too often to authenticate as this client →
+    # until when they are refused. Written only by failures, read with the client (no extra read).
+    auth_blocks: dict[str, int] = field(default_factory=dict)
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -159,6 +168,7 @@ class Client:
             "last_used_at": self.last_used_at,
             "tokens_not_before": self.tokens_not_before,
             "introspect_resources": _list_or_none(self.introspect_resources),
+            "auth_blocks": dict(self.auth_blocks),
         }
 
     @classmethod
@@ -180,6 +190,7 @@ class Client:
             last_used_at=_optional_int(record.get("last_used_at")),
             tokens_not_before=_optional_int(record.get("tokens_not_before")),
             introspect_resources=_optional_tuple(record.get("introspect_resources")),
+            auth_blocks={str(source): int(until) for source, until in (record.get("auth_blocks") or {}).items()},
         )
 
     def with_changes(self, **changes: Any) -> Client:

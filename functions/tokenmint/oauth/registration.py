@@ -32,6 +32,7 @@ from .errors import (
     InvalidScopeError,
     InvalidSoftwareStatementError,
     InvalidTokenError,
+    OAuthError,
     PayloadTooLargeError,
     UnapprovedSoftwareStatementError,
 )
@@ -41,17 +42,21 @@ from .models import (
     MAX_TOKEN_LIFETIME,
     PRIVATE_KEY_JWT,
     SECRET_AUTH_METHODS,
+    SELF_SIGNED_TLS_CLIENT_AUTH,
     SUPPORTED_AUTH_METHODS,
+    TLS_CLIENT_AUTH,
     Client,
     ClientSecret,
     InitialAccessToken,
     RegistrationPolicy,
 )
+from .mtls import CERTIFICATE_BOUND, SUBJECT_METADATA, validate_subject_metadata
 from ..ports import ConflictError, InitialAccessTokenSpentError
 from .scope import parse_scope
 
 if TYPE_CHECKING:
     from ..ports import ClientStore, Clock, RegistrationStore
+    from .throttle import AuthenticationThrottle
 
 JSON_MEDIA_TYPE = "application/json"
 MAX_METADATA_BYTES = 32 * 1024
@@ -89,6 +94,15 @@ class ClientMetadata(BaseModel):
     software_version: Text | None = None
     jwks: dict[str, Any] | None = None
     jwks_uri: Annotated[str, Field(max_length=2048)] | None = None
+    # RFC 9449 §5.2: every token request of this client must carry a DPoP proof.
+    dpop_bound_access_tokens: bool | None = None
+    # RFC 8705 §2.1.2: the one subject a tls_client_auth client's certificate carries; §3.4: bound tokens.
+    tls_client_auth_subject_dn: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+    tls_client_auth_san_dns: Annotated[str, Field(min_length=1, max_length=253)] | None = None
+    tls_client_auth_san_uri: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
+    tls_client_auth_san_ip: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    tls_client_auth_san_email: Annotated[str, Field(min_length=3, max_length=254)] | None = None
+    tls_client_certificate_bound_access_tokens: bool | None = None
 
     @field_validator("token_endpoint_auth_method")
     @classmethod
@@ -139,9 +153,27 @@ class ClientMetadata(BaseModel):
     def _one_key_source(self) -> ClientMetadata:
         if self.jwks is not None and self.jwks_uri is not None:
             raise ValueError("jwks and jwks_uri must not both be present (RFC 7591 §2)")
-        if self.token_endpoint_auth_method == PRIVATE_KEY_JWT and self.jwks is None and self.jwks_uri is None:
-            raise ValueError("private_key_jwt needs the client's public keys in jwks or jwks_uri")
+        method = self.token_endpoint_auth_method
+        if method in (PRIVATE_KEY_JWT, SELF_SIGNED_TLS_CLIENT_AUTH) and self.jwks is None and self.jwks_uri is None:
+            raise ValueError(f"{method} needs the client's public keys in jwks or jwks_uri")
+        if method == SELF_SIGNED_TLS_CLIENT_AUTH and self.jwks is not None and not any(
+                key.get("x5c") for key in self.jwks["keys"]):
+            raise ValueError("self_signed_tls_client_auth needs its certificate as x5c in a jwks key (RFC 8705 §2.2.2)")
+        subject = {name: getattr(self, name) for name in SUBJECT_METADATA}
+        if method == TLS_CLIENT_AUTH:
+            problem = validate_subject_metadata(subject)
+            if problem:
+                raise ValueError(problem)
+        elif any(value is not None for value in subject.values()):
+            raise ValueError("tls_client_auth_* members are for token_endpoint_auth_method tls_client_auth")
         return self
+
+
+def stored_metadata(metadata: ClientMetadata) -> dict[str, Any]:
+    """What a client's record keeps of its validated metadata (the rest has fields of its own)."""
+    return {name: value for name, value in metadata.model_dump(
+        include={"contacts", "software_id", "software_version", "jwks", "jwks_uri", "dpop_bound_access_tokens",
+                 CERTIFICATE_BOUND, *SUBJECT_METADATA}).items() if value is not None}
 
 
 def parse_metadata_document(body: bytes, content_type: str | None) -> dict[str, Any]:
@@ -166,7 +198,7 @@ def parse_metadata_document(body: bytes, content_type: str | None) -> dict[str, 
     return document
 
 
-def _validate(document: dict[str, Any]) -> ClientMetadata:
+def validate_metadata(document: dict[str, Any]) -> ClientMetadata:
     refused = [name for name in (*USER_FACING_METADATA, "response_types") if document.get(name) not in (None, [], "")]
     if refused:
         raise InvalidClientMetadataError(
@@ -239,17 +271,23 @@ class ClientRegistrationEndpoint:
     """RFC 7591 §3 (POST) and RFC 7592 §2 (GET, PUT, DELETE on the client configuration URI)."""
 
     def __init__(self, clients: ClientStore, registrations: RegistrationStore, clock: Clock,
-                 statements: SoftwareStatementVerifier | None = None) -> None:
+                 statements: SoftwareStatementVerifier | None = None,
+                 throttle: AuthenticationThrottle | None = None) -> None:
         self._clients = clients
         self._registrations = registrations
         self._clock = clock
         self._statements = statements or SoftwareStatementVerifier()
+        # Wrong bearer tokens count as failed authentications of their source; registrations are
+        # limited per source (oauth/throttle.py). None: neither.
+        self._throttle = throttle
 
     # -- RFC 7591 ------------------------------------------------------------------------------
     def register(self, body: bytes, content_type: str | None, authorization: str | None,
-                 issuer: str) -> RegistrationResponse:
+                 issuer: str, *, source_ip: str | None = None) -> RegistrationResponse:
         now = int(self._clock())
-        initial_token = self._initial_access_token(authorization, now)  # before reading the body
+        initial_token = self._initial_access_token(authorization, now, source_ip)  # before reading the body
+        if self._throttle is not None:  # attempts with a valid initial access token, per source
+            self._throttle.registration(source_ip, now)
         metadata, extra = self._metadata(parse_metadata_document(body, content_type), now)
         policy = initial_token.policy
         client_id = generate_client_id()
@@ -270,13 +308,14 @@ class ClientRegistrationEndpoint:
         return RegistrationResponse(201, body, client)
 
     # -- RFC 7592 ------------------------------------------------------------------------------
-    def read(self, client_id: str, authorization: str | None, issuer: str) -> RegistrationResponse:
-        client = self._registered_client(client_id, authorization)
+    def read(self, client_id: str, authorization: str | None, issuer: str, *,
+             source_ip: str | None = None) -> RegistrationResponse:
+        client = self._registered_client(client_id, authorization, source_ip)
         return RegistrationResponse(200, self.client_information(client, issuer), client)
 
     def update(self, client_id: str, body: bytes, content_type: str | None, authorization: str | None,
-               issuer: str) -> RegistrationResponse:
-        client = self._registered_client(client_id, authorization)  # before reading the body
+               issuer: str, *, source_ip: str | None = None) -> RegistrationResponse:
+        client = self._registered_client(client_id, authorization, source_ip)  # before reading the body
         document = parse_metadata_document(body, content_type)
         sent = [name for name in SERVER_SET_FIELDS if name in document]
         if sent:
@@ -297,7 +336,7 @@ class ClientRegistrationEndpoint:
         # Switching methods: no secret for private_key_jwt; a new one (returned once) for a client
         # that moves to a secret method without a current secret (RFC 7592 §2.2 allows a new one).
         secrets, new_secret = client.secrets, None
-        if metadata.token_endpoint_auth_method == PRIVATE_KEY_JWT:
+        if metadata.token_endpoint_auth_method not in SECRET_AUTH_METHODS:
             secrets = ()
         elif not any(s.is_valid_at(now) for s in client.secrets):
             new_secret = generate_client_secret()
@@ -316,8 +355,9 @@ class ClientRegistrationEndpoint:
             body["client_secret"] = new_secret
         return RegistrationResponse(200, body, updated)
 
-    def delete(self, client_id: str, authorization: str | None) -> RegistrationResponse:
-        client = self._registered_client(client_id, authorization)
+    def delete(self, client_id: str, authorization: str | None, *,
+               source_ip: str | None = None) -> RegistrationResponse:
+        client = self._registered_client(client_id, authorization, source_ip)
         try:
             delete_client(self._clients, client, int(self._clock()))
         except ConflictError:
@@ -326,21 +366,28 @@ class ClientRegistrationEndpoint:
         return RegistrationResponse(204, None, client)
 
     # -- shared --------------------------------------------------------------------------------
-    def _initial_access_token(self, authorization: str | None, now: int) -> InitialAccessToken:
+    def _initial_access_token(self, authorization: str | None, now: int, source_ip: str | None) -> InitialAccessToken:
         token = bearer_token(authorization)
         stored = self._registrations.get_initial_access_token(hash_secret(token))
         if stored is None or not stored.usable_at(now):
-            raise InvalidTokenError("the initial access token is unknown, expired or used up")
+            raise self._failed(InvalidTokenError("the initial access token is unknown, expired or used up"),
+                               source_ip, now)
         return stored
 
-    def _registered_client(self, client_id: str, authorization: str | None) -> Client:
+    def _registered_client(self, client_id: str, authorization: str | None, source_ip: str | None) -> Client:
         """The client whose registration access token is presented (unknown ids cost the same)."""
         token = bearer_token(authorization)
         client = self._clients.get_client(client_id) if len(client_id) <= 128 else None
         stored = client.registration_access_token_hash if client else None
         if not verify_secret(token, (stored,) if stored else None) or client is None:
-            raise InvalidTokenError("the registration access token is invalid")
+            raise self._failed(InvalidTokenError("the registration access token is invalid"), source_ip,
+                               int(self._clock()))
         return client
+
+    def _failed(self, error: InvalidTokenError, source_ip: str | None, now: int) -> OAuthError:
+        """A presented bearer token that is wrong: counted against its source (a missing one is not:
+        it guessed nothing and cost no read)."""
+        return error if self._throttle is None else self._throttle.bearer_failure(error, source_ip, now)
 
     def _metadata(self, document: dict[str, Any], now: int) -> tuple[ClientMetadata, dict[str, Any]]:
         """Validated metadata; a software statement's claims win over the request's (RFC 7591 §2.3)."""
@@ -350,7 +397,7 @@ class ClientRegistrationEndpoint:
             claims = self._statements.verify(statement, now)
             document = {**document, **{k: v for k, v in claims.items() if k not in _STATEMENT_ONLY_CLAIMS}}
             extra["software_statement"] = statement
-        return _validate(document), extra
+        return validate_metadata(document), extra
 
     @staticmethod
     def _new_secret(secret: str, policy: RegistrationPolicy, now: int) -> ClientSecret:
@@ -373,11 +420,9 @@ class ClientRegistrationEndpoint:
         outside = [s for s in scopes if policy.scopes is not None and s not in policy.scopes]
         if outside:
             raise InvalidClientMetadataError(f"scope {' '.join(outside)} is not allowed under this policy")
-        registered = {name: value for name, value in metadata.model_dump(
-            include={"contacts", "software_id", "software_version", "jwks", "jwks_uri"}).items() if value is not None}
         return replace(client, scopes=scopes, name=metadata.client_name, resources=policy.resources,
                        introspect=policy.introspect, introspect_resources=policy.introspect_resources,
-                       metadata={**registered, **extra})
+                       metadata={**stored_metadata(metadata), **extra})
 
     @staticmethod
     def client_information(client: Client, issuer: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@
 | revoked access token  | JTI#<jti>          | REVOKED  |                       | token's exp    |
 | signing key record    | KEY                | <key_id> |                       |                |
 | used client assertion | ASSERTION#<c>#<jti>| USED     |                       | assertion exp  |
+| throttle counter      | THROTTLE#<key>     | COUNT    |                       | window end     |
 
 Clients live in their own partitions (each token reads one); the few resources share one
 partition so that a single Query loads the whole registry into the token function's cache.
@@ -23,7 +24,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ...keys import KeyRecord
-from ...oauth.models import Client, InitialAccessToken, Resource
+from ...oauth.models import MAX_AUTH_BLOCKS, Client, InitialAccessToken, Resource
 from ...ports import ConflictError, InitialAccessTokenSpentError, UnavailableError
 from .clients import is_unavailable
 
@@ -223,6 +224,37 @@ class DynamoDbStore:
         except ConflictError:
             return False
         return True
+
+    # -- failed-authentication throttling (ports.ThrottleStore) ----------------------------------
+    def add_to_counter(self, key: str, *, now: int, expires_at: int) -> int:
+        """One atomic ADD; the key carries the window, so an item TTL has not removed yet never
+        counts for the next window."""
+        answer = self._call("update_item", Key=self._key(f"THROTTLE#{key}", "COUNT"),
+                            UpdateExpression="ADD #count :one SET #ttl = :ttl",
+                            ExpressionAttributeNames={"#count": "count", "#ttl": "ttl"},
+                            ExpressionAttributeValues={":one": {"N": "1"}, ":ttl": {"N": str(expires_at)}},
+                            ReturnValues="UPDATED_NEW")
+        return int(answer["Attributes"]["count"]["N"])
+
+    def block_source(self, client_id: str, source: str, until: int, *, now: int) -> None:
+        key = self._key(f"CLIENT#{client_id}", CLIENT_SK)
+        names = {"#blocks": "auth_blocks", "#source": source}
+        try:  # one entry of the map: concurrent blocks of other sources are kept
+            self._call("update_item", Key=key, UpdateExpression="SET #blocks.#source = :until",
+                       ConditionExpression="attribute_exists(pk) AND attribute_type(#blocks, :map) AND "
+                                           "(size(#blocks) < :max OR attribute_exists(#blocks.#source))",
+                       ExpressionAttributeNames=names,
+                       ExpressionAttributeValues={":until": {"N": str(until)}, ":map": {"S": "M"},
+                                                  ":max": {"N": str(MAX_AUTH_BLOCKS)}})
+            return
+        except ConflictError:
+            pass  # no such client, a record without the map, or a full map
+        try:  # a new map holding this block (a full one's other blocks come back with their next failure)
+            self._call("update_item", Key=key, UpdateExpression="SET #blocks = :blocks",
+                       ConditionExpression="attribute_exists(pk)", ExpressionAttributeNames={"#blocks": "auth_blocks"},
+                       ExpressionAttributeValues={":blocks": {"M": {source: {"N": str(until)}}}})
+        except ConflictError:
+            pass  # no such client: nothing to block
 
     # -- signing key records (keys.KeyRegistry) -------------------------------------------------
     def list_keys(self) -> list[KeyRecord]:

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ...oauth.models import Client, InitialAccessToken, Resource
+from ...oauth.models import MAX_AUTH_BLOCKS, Client, InitialAccessToken, Resource
 from ...ports import ConflictError, InitialAccessTokenSpentError, UnavailableError
 
 _SCHEMA = """
@@ -29,6 +29,10 @@ CREATE TABLE IF NOT EXISTS used_assertions (key TEXT PRIMARY KEY, expires_at INT
 CREATE TABLE IF NOT EXISTS deleted_clients (
     client_id TEXT PRIMARY KEY, not_before INTEGER NOT NULL, expires_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS throttle_counters (
+    key TEXT PRIMARY KEY, count INTEGER NOT NULL, expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS throttle_counters_expiry ON throttle_counters (expires_at);
 """
 
 
@@ -142,6 +146,26 @@ class SqliteStore:
                                     (key, expires_at))
             return inserted.rowcount == 1
 
+    # -- failed-authentication throttling (ports.ThrottleStore) ----------------------------------
+    def add_to_counter(self, key: str, *, now: int, expires_at: int) -> int:
+        with self._db.transaction() as conn:  # expired counters go as new ones come (DynamoDB: TTL)
+            conn.execute("DELETE FROM throttle_counters WHERE expires_at <= ?", (now,))
+            conn.execute("INSERT INTO throttle_counters (key, count, expires_at) VALUES (?, 1, ?) "
+                         "ON CONFLICT (key) DO UPDATE SET count = count + 1", (key, expires_at))
+            return int(conn.execute("SELECT count FROM throttle_counters WHERE key = ?", (key,)).fetchone()[0])
+
+    def block_source(self, client_id: str, source: str, until: int, *, now: int) -> None:
+        with self._db.transaction() as conn:  # read and write in one transaction: no block is lost
+            row = conn.execute("SELECT record FROM clients WHERE client_id = ?", (client_id,)).fetchone()
+            if row is None:
+                return
+            record = json.loads(row[0])
+            blocks = {s: u for s, u in (record.get("auth_blocks") or {}).items() if u > now and s != source}
+            if len(blocks) >= MAX_AUTH_BLOCKS:
+                blocks = {}
+            record["auth_blocks"] = {**blocks, source: until}
+            conn.execute("UPDATE clients SET record = ? WHERE client_id = ?", (json.dumps(record), client_id))
+
     # -- initial access tokens ------------------------------------------------------------------
     def create_initial_access_token(self, token: InitialAccessToken) -> None:
         self._db.execute("INSERT INTO initial_access_tokens (hash, token_id, uses, record) VALUES (?, ?, ?, ?)",
@@ -186,3 +210,54 @@ class SqliteStore:
     def create_resource(self, resource: Resource) -> None:
         self._db.execute("INSERT INTO resources (key, record) VALUES (?, ?)",
                          (resource.key, json.dumps(resource.to_record())))
+
+
+# -- the audit trail (observability.audit's sink on the embedded backend; AWS: CloudWatch Logs) -----
+_AUDIT_SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, action TEXT NOT NULL, client_id TEXT,
+    event TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
+CREATE INDEX IF NOT EXISTS audit_client ON audit (client_id, at);
+"""
+AUDIT_RETENTION = 30 * 86_400  # seconds, as the stack's default log retention (LogRetentionInDays)
+
+
+class SqliteAuditLog:
+    """Audit events, one row each, written by the server's and the CLI's processes alike. Safe from
+    any thread (a connection per thread; SQLite serialises the writers); older than ``retention``
+    seconds they are pruned, at most once an hour per process."""
+
+    def __init__(self, db: SqliteDatabase, retention: int = AUDIT_RETENTION) -> None:
+        self._db, self.retention = db, retention
+        self._next_prune = 0.0
+        with _translated_errors():
+            db.connection().executescript(_AUDIT_SCHEMA)
+
+    def append(self, event: dict[str, Any]) -> None:
+        """``event`` as ``observability.audit`` records it: ``at`` (epoch seconds), ``action``, ..."""
+        self._db.execute("INSERT INTO audit (at, action, client_id, event) VALUES (?, ?, ?, ?)",
+                         (event["at"], event["action"], event.get("client_id"),
+                          json.dumps(event, separators=(",", ":"), default=str)))
+        if event["at"] >= self._next_prune:
+            self._next_prune = event["at"] + 3600
+            self._db.execute("DELETE FROM audit WHERE at < ?", (event["at"] - self.retention,))
+
+    def query(self, *, client_id: str | None = None, action_prefix: str | None = None,
+              since: float | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest ``limit`` events that match, oldest first."""
+        clauses, params = [], []
+        if client_id is not None:
+            clauses.append("client_id = ?")
+            params.append(client_id)
+        if action_prefix:
+            clauses.append("substr(action, 1, ?) = ?")  # a literal, case-sensitive prefix
+            params += [len(action_prefix), action_prefix]
+        if since is not None:
+            clauses.append("at >= ?")
+            params.append(since)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._db.execute(f"SELECT event FROM audit {where} ORDER BY id DESC LIMIT ?",  # noqa: S608
+                                (*params, max(limit, 0))).fetchall()
+        return [json.loads(row[0]) for row in reversed(rows)]
