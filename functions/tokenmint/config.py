@@ -43,6 +43,16 @@ def request_url(domain_name: str, raw_path: str, forwarded_proto: str | None) ->
     return f"{scheme}://{domain_name}{raw_path or '/'}"
 
 
+def client_certificate_pem(request_context: Mapping[str, Any]) -> str | None:
+    """The PEM of the client certificate verified in the TLS handshake (RFC 8705 §2), or None. API
+    Gateway sets requestContext.authentication.clientCert only on a custom domain with mutual TLS,
+    after checking the chain against its truststore; the embedded server does the same."""
+    authentication = request_context.get("authentication")
+    certificate = authentication.get("clientCert") if isinstance(authentication, dict) else None
+    pem = certificate.get("clientCertPem") if isinstance(certificate, dict) else None
+    return pem if isinstance(pem, str) and pem else None
+
+
 @dataclass(frozen=True)
 class Settings:
     backend: str = "embedded"

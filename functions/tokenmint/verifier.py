@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import jwt
 
 from .oauth.access_token import ACCESS_TOKEN_TYP
+from .oauth.jwk import numeric_date
 from .oauth.dpop import DPOP_ALGORITHMS, InvalidDpopProofError, ReplayCache, verify_proof
 
 ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
@@ -319,9 +320,9 @@ class TokenVerifier:
     def _check_times(self, claims: dict[str, Any]) -> None:
         now, leeway = self._clock(), self._leeway
         try:
-            exp, iat = float(claims["exp"]), float(claims["iat"])
-            nbf = float(claims.get("nbf", iat))
-        except (TypeError, ValueError):
+            exp, iat = numeric_date(claims["exp"]), numeric_date(claims["iat"])
+            nbf = numeric_date(claims.get("nbf", iat))
+        except ValueError:
             raise invalid("the access token's times are malformed") from None
         if now >= exp + leeway:
             raise invalid("the access token has expired")

@@ -135,6 +135,18 @@ def test_every_authorizer_route_has_authorizer_events():
     assert route_keys - set(SAMPLE_AUTHORIZER_ROUTES)  # and one for a route the map does not name
 
 
+def assert_api_domain(context: dict) -> None:
+    """The request reached the API by its execute-api domain, or by the custom domain with mutual
+    TLS (RFC 8705), which API Gateway reports with the verified client certificate."""
+    if "authentication" in context:
+        assert context["domainPrefix"] == context["domainName"].split(".")[0]
+        assert set(context["authentication"]["clientCert"]) == {
+            "clientCertPem", "subjectDN", "issuerDN", "serialNumber", "validity"}
+    else:
+        assert context["domainName"] == f"{context['domainPrefix']}.execute-api.us-east-1.amazonaws.com"
+        assert context["apiId"] == context["domainPrefix"]
+
+
 @pytest.mark.parametrize("path", AUTHORIZER_EVENT_FILES, ids=lambda path: path.name)
 def test_authorizer_event_is_a_request_authorizer_payload_2_event(path):
     # Given an authorizer event file
@@ -147,13 +159,7 @@ def test_authorizer_event_is_a_request_authorizer_payload_2_event(path):
     assert name and name["endpoint"] == "authorizer"
     assert event["version"] == "2.0" and event["type"] == "REQUEST"
     assert context["stage"] == "$default" and context["routeKey"] == event["routeKey"]
-    if "authentication" in context:  # through the custom domain with mutual TLS (RFC 8705), as API Gateway sends it
-        assert context["domainPrefix"] == context["domainName"].split(".")[0]
-        assert set(context["authentication"]["clientCert"]) == {
-            "clientCertPem", "subjectDN", "issuerDN", "serialNumber", "validity"}
-    else:
-        assert context["domainName"] == f"{context['domainPrefix']}.execute-api.us-east-1.amazonaws.com"
-        assert context["apiId"] == context["domainPrefix"]
+    assert_api_domain(context)
     assert context["accountId"] and context["requestId"] and isinstance(context["timeEpoch"], int)
     method, route_path = event["routeKey"].split(" ", 1)
     assert method == "ANY" and route_path.startswith("/authorized/")
@@ -187,13 +193,7 @@ def test_event_is_an_http_api_payload_2_event_for_a_template_route(path):
     assert name, f"{path.name} is not named <endpoint>_<case>.json"
     assert event["version"] == "2.0"
     assert context["stage"] == "$default"
-    if "authentication" in context:  # through the custom domain with mutual TLS (RFC 8705), as API Gateway sends it
-        assert context["domainPrefix"] == context["domainName"].split(".")[0]
-        assert set(context["authentication"]["clientCert"]) == {
-            "clientCertPem", "subjectDN", "issuerDN", "serialNumber", "validity"}
-    else:
-        assert context["domainName"] == f"{context['domainPrefix']}.execute-api.us-east-1.amazonaws.com"
-        assert context["apiId"] == context["domainPrefix"]
+    assert_api_domain(context)
     assert context["accountId"] and context["requestId"] and context["time"]
     assert isinstance(context["timeEpoch"], int)
     assert http["method"] in {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}

@@ -108,6 +108,10 @@ other = ec.generate_private_key(ec.SECP256R1())
     (lambda k: jwt.encode({"iss": "agent", "sub": "agent"}, None, algorithm="none"), "signed with"),
     (lambda k: assertion(k, alg="ES256", key=k["ES256"], headers={"kid": "nope"}), "not signed by a key"),
     (lambda k: "not-a-jwt", "well-formed"),
+    # JSON NumericDates only: Python's parser also lets NaN (which no comparison rejects) through
+    (lambda k: assertion(k, exp=float("nan")), "malformed"),
+    (lambda k: assertion(k, iat=float("nan")), "malformed"),
+    (lambda k: assertion(k, exp=str(NOW + 300)), "malformed"),
     (lambda k: "x" * 9000, "too large"),
 ])
 def test_given_a_bad_assertion_then_invalid_client_401_and_no_token(world, keys, make, message):

@@ -101,6 +101,8 @@ BAD_PROOFS = {
     "no jti": lambda k: k.proof("POST", TOKEN_URL, iat=NOW, jti=""),
     "huge jti": lambda k: k.proof("POST", TOKEN_URL, iat=NOW, jti="j" * 257),
     "string iat": lambda k: k.proof("POST", TOKEN_URL, iat=str(NOW)),
+    "NaN iat": lambda k: k.proof("POST", TOKEN_URL, iat=float("nan")),
+    "boolean iat": lambda k: k.proof("POST", TOKEN_URL, iat=True),
     "no htu": lambda k: k.proof("POST", TOKEN_URL, iat=NOW, htu=None),
     "oversized": lambda k: k.proof("POST", TOKEN_URL, iat=NOW, padding="x" * 9000),
 }

@@ -48,6 +48,7 @@ def test_given_a_valid_token_when_verified_then_its_claims(key):
     (lambda k: sign(k, exp=NOW - 120, iat=NOW - 420), "expired"),
     (lambda k: sign(k, iat=NOW + 600, exp=NOW + 900), "not yet valid"),
     (lambda k: sign(k, nbf=NOW + 600), "not yet valid"),
+    (lambda k: sign(k, exp=float("nan")), "malformed"),  # NaN passes every comparison
     (lambda k: sign(k, jti=None), "invalid"),
     (lambda k: sign(k, client_id=None), "RFC 9068"),
     (lambda k: sign(k, headers={"kid": "unknown"}), "not signed by a key"),

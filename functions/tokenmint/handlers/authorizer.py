@@ -19,15 +19,9 @@ from __future__ import annotations
 from typing import Any
 
 from .. import runtime
-from ..config import issuer_for, request_url
+from ..config import client_certificate_pem, issuer_for, request_url
 from ..observability import audit, audit_source, logger, metrics
 from ..verifier import LocalKeys, StoreRevocationCheck, TokenRejected, TokenVerifier
-
-def _client_certificate(request: dict[str, Any]) -> str | None:
-    """The TLS client certificate API Gateway verified (custom domain with mutual TLS), as PEM."""
-    pem = ((request.get("authentication") or {}).get("clientCert") or {}).get("clientCertPem")
-    return pem if isinstance(pem, str) and pem else None
-
 
 def _deny() -> dict[str, Any]:
     return {"isAuthorized": False}
@@ -55,7 +49,7 @@ def lambda_handler(event: dict, context: object) -> dict:
     url = request_url(str(request.get("domainName", "")), event.get("rawPath", ""), headers.get("x-forwarded-proto"))
     try:
         verified = verifier.verify_request(headers.get("authorization"), method=(request.get("http") or {}).get("method", ""),
-                                           url=url, dpop=headers.get("dpop"), certificate=_client_certificate(request),
+                                           url=url, dpop=headers.get("dpop"), certificate=client_certificate_pem(request),
                                            required_scopes=required)
     except TokenRejected as rejected:
         audit("authorizer.denied", rejected.error, reason=rejected.description, **source)

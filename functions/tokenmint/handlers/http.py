@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
-from ..config import issuer_for
+from ..config import client_certificate_pem, issuer_for
 from ..config import request_url as config_request_url
 from ..oauth.errors import (
     InvalidRequestError,
@@ -106,13 +106,7 @@ def header(app: APIGatewayHttpResolver, name: str) -> str | None:
 
 
 def client_certificate(app: APIGatewayHttpResolver) -> str | None:
-    """The PEM of the client certificate verified in the request's TLS handshake (RFC 8705 §2), or
-    None. API Gateway sets requestContext.authentication.clientCert only on a custom domain with
-    mutual TLS, after checking the chain against its truststore; the embedded server does the same."""
-    authentication = app.current_event.get("requestContext", {}).get("authentication")
-    certificate = authentication.get("clientCert") if isinstance(authentication, dict) else None
-    pem = certificate.get("clientCertPem") if isinstance(certificate, dict) else None
-    return pem if isinstance(pem, str) and pem else None
+    return client_certificate_pem(app.current_event.get("requestContext") or {})
 
 
 def issuer_of(app: APIGatewayHttpResolver, configured: str | None) -> str:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from .errors import InvalidClientError
+from .jwk import numeric_date
 
 if TYPE_CHECKING:
     from .models import Client
@@ -116,10 +117,10 @@ class ClientAssertionVerifier:
 
     def _check_times(self, claims: dict[str, Any], client: Client, now: int) -> None:
         try:
-            exp = float(claims["exp"])
-            iat = float(claims.get("iat", now))
-            nbf = float(claims.get("nbf", now))
-        except (TypeError, ValueError):
+            exp = numeric_date(claims["exp"])
+            iat = numeric_date(claims.get("iat", now))
+            nbf = numeric_date(claims.get("nbf", now))
+        except ValueError:
             raise _refuse("the client assertion's times are malformed", client) from None
         if exp <= now - CLOCK_SKEW:
             raise _refuse("the client assertion has expired", client)

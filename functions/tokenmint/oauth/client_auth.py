@@ -13,8 +13,8 @@ from urllib.parse import unquote_plus
 from .credentials import MAX_CLIENT_ID_LENGTH, MAX_SECRET_LENGTH, verify_secret
 from .errors import InvalidClientError, InvalidRequestError
 from .client_assertion import ASSERTION_TYPE, ClientAssertionVerifier
-from .models import CLIENT_SECRET_BASIC, CLIENT_SECRET_POST, PRIVATE_KEY_JWT
-from .mtls import MTLS_AUTH_METHODS, authenticate_certificate, load_certificate
+from .models import CLIENT_SECRET_BASIC, CLIENT_SECRET_POST, MTLS_AUTH_METHODS, PRIVATE_KEY_JWT
+from .mtls import authenticate_certificate, load_certificate
 
 if TYPE_CHECKING:
     from collections.abc import Callable

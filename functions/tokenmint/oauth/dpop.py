@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .errors import OAuthError
-from .jwk import SIGNING_ALGORITHMS, b64url, thumbprint
+from .jwk import SIGNING_ALGORITHMS, b64url, numeric_date, thumbprint
 from .resource import normalize_resource_identifier
 
 DPOP_TYP = "dpop+jwt"
@@ -122,8 +122,11 @@ def _check_claims(claims: dict[str, Any], method: str, urls: tuple[str, ...], no
     jti, htm, htu, iat = (claims.get(name) for name in ("jti", "htm", "htu", "iat"))
     if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI_LENGTH:
         raise InvalidDpopProofError("the DPoP proof needs a jti")
-    if not isinstance(htm, str) or not isinstance(htu, str) or not isinstance(iat, (int, float)) \
-            or isinstance(iat, bool):
+    try:
+        iat = numeric_date(iat)
+    except ValueError:
+        iat = None
+    if not isinstance(htm, str) or not isinstance(htu, str) or iat is None:
         raise InvalidDpopProofError("the DPoP proof needs htm, htu and a numeric iat")
     if htm != method:
         raise InvalidDpopProofError(f"the DPoP proof is for {htm[:16]}, not {method}")

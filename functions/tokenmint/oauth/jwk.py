@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 from typing import Any
 
 # JWS algorithm → JWK key type, curve (if any) and the JOSE signature length in bytes (EC only).
@@ -15,6 +16,14 @@ SIGNING_ALGORITHMS: dict[str, tuple[str, str | None]] = {
     "EdDSA": ("OKP", "Ed25519"),
 }
 _THUMBPRINT_MEMBERS = {"RSA": ("e", "kty", "n"), "EC": ("crv", "kty", "x", "y"), "OKP": ("crv", "kty", "x")}
+
+
+def numeric_date(value: Any) -> float:
+    """A JWT NumericDate (RFC 7519 §2): a finite JSON number. ValueError for anything else (a
+    string, a boolean, NaN or Infinity, which Python's JSON parser lets through)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError("not a NumericDate")
+    return float(value)
 
 
 def b64url(data: bytes) -> str:

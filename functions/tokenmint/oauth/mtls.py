@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidClientError
 from .jwk import b64url
-from .models import MTLS_AUTH_METHODS, SELF_SIGNED_TLS_CLIENT_AUTH, TLS_CLIENT_AUTH
+from .models import SELF_SIGNED_TLS_CLIENT_AUTH, TLS_CLIENT_AUTH
 
 if TYPE_CHECKING:
     from cryptography.x509 import Certificate
