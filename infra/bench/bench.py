@@ -1,7 +1,7 @@
 """`make bench`: the DESIGN.md performance budget, measured. Prints a Markdown table for README.
 
 1. Cold start: import + init of each function in a fresh interpreter (the AWS backend with its two
-   boto3 clients), as a ratio to the baseline `import boto3` + two clients. Median of N runs.
+   botocore clients), as a ratio to the baseline `import boto3` + two clients. Median of N runs.
 2. Warm CPU per token: the token function's whole path (event → resolver → grant → response)
    with the real AWS adapters, but botocore clients replaced by stubs that answer at once, so only
    our own code (and powertools) is measured, not AWS I/O. process_time, median of batches.
@@ -160,7 +160,7 @@ def aws_calls_per_token() -> dict[str, tuple[Counter, Counter]]:
     from support.template import kms_key_spec, table_create_kwargs
 
     from tokenmint import runtime
-    from tokenmint.adapters.aws.clients import aws_client
+    from tokenmint.adapters.aws import clients as aws_clients
     from tokenmint.adapters.aws.dynamodb import DynamoDbStore
     from tokenmint.handlers import token
     from tokenmint.server import lambda_context
@@ -169,7 +169,7 @@ def aws_calls_per_token() -> dict[str, tuple[Counter, Counter]]:
     for method, event_name in (("client_secret_basic", "token_basic.json"), ("client_secret_post", "token_post.json"),
                                ("private_key_jwt", "token_post.json")):
         with mock_aws():
-            aws_client.cache_clear()
+            aws_clients.reset()
             runtime.install(None)
             boto3.client("dynamodb").create_table(**table_create_kwargs(ENV["TOKENMINT_TABLE"]))
             arn = boto3.client("kms").create_key(KeySpec=kms_key_spec("RS256"), KeyUsage="SIGN_VERIFY")["KeyMetadata"]
@@ -182,7 +182,7 @@ def aws_calls_per_token() -> dict[str, tuple[Counter, Counter]]:
             assertion_event = private_key_jwt_client(store) if method == "private_key_jwt" else None
             calls: Counter = Counter()
             for service in ("kms", "dynamodb"):
-                aws_client(service, "us-east-1").meta.events.register(
+                aws_clients.aws_client(service, "us-east-1").meta.events.register(
                     "before-call", lambda model, **_: calls.update([f"{model.service_model.service_name}:{model.name}"]))
             def event() -> dict:  # a private_key_jwt assertion is single-use: a new one each time
                 return assertion_event() if assertion_event else json.loads((EVENTS / event_name).read_text())
@@ -236,7 +236,8 @@ def machine() -> str:
 
 
 def main() -> None:
-    functions = ("token", "discovery", "registration")
+    functions = ("token", "discovery", "registration", "revocation", "introspection", "tools", "authorizer",
+                 "key_rotation")
     baseline, *measured = cold_seconds([BASELINE, *(FUNCTION_INIT.format(name=name) for name in functions)])
     rows = [("baseline: `import boto3` + 2 clients", baseline, 1.0)]
     rows += [(f"{name} function import + init", seconds, seconds / baseline)

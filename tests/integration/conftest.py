@@ -5,7 +5,7 @@ import pytest
 from moto import mock_aws
 
 from support.template import kms_key_spec, table_create_kwargs
-from tokenmint.adapters.aws.clients import aws_client
+from tokenmint.adapters.aws import clients
 from tokenmint.adapters.aws.dynamodb import DynamoDbStore
 from tokenmint.adapters.embedded.sqlite import SqliteDatabase, SqliteStore
 
@@ -19,9 +19,9 @@ def aws(monkeypatch):
                         "AWS_REGION": "us-east-1"}.items():
         monkeypatch.setenv(name, value)
     with mock_aws():
-        aws_client.cache_clear()
+        clients.reset()
         yield
-    aws_client.cache_clear()
+    clients.reset()
 
 
 @pytest.fixture
@@ -44,4 +44,4 @@ def store(request, tmp_path):
     if request.param == "sqlite":
         return SqliteStore(SqliteDatabase(tmp_path / "tokenmint.db"))
     table = request.getfixturevalue("table")
-    return DynamoDbStore(aws_client("dynamodb"), table)
+    return DynamoDbStore(clients.aws_client("dynamodb"), table)

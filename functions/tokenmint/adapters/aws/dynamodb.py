@@ -26,6 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ...keys import KeyRecord
 from ...oauth.models import MAX_AUTH_BLOCKS, Client, InitialAccessToken, Resource
 from ...ports import ConflictError, InitialAccessTokenSpentError, UnavailableError
+from .attribute_values import deserialize, serialize
 from .clients import is_unavailable
 
 CLIENT_SK = "CLIENT"
@@ -38,21 +39,12 @@ GSI1 = "gsi1"
 NULL = {":null": {"S": "NULL"}}  # for attribute_type(x, :null)
 
 
-def _serializer() -> Any:
-    from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-
-    return TypeSerializer(), TypeDeserializer()
-
-
-_SERIALIZE, _DESERIALIZE = _serializer()
-
-
 def to_item(record: dict[str, Any], **keys: str) -> dict[str, Any]:
-    return {name: _SERIALIZE.serialize(value) for name, value in {**record, **keys}.items()}
+    return {name: serialize(value) for name, value in {**record, **keys}.items()}
 
 
 def from_item(item: dict[str, Any]) -> dict[str, Any]:
-    return {name: _DESERIALIZE.deserialize(value) for name, value in item.items()}
+    return {name: deserialize(value) for name, value in item.items()}
 
 
 class TransactionConditionFailed(ConflictError):
