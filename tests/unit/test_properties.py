@@ -14,7 +14,8 @@ from tokenmint.config import Settings
 from tokenmint.handlers import discovery, token
 from tokenmint.oauth.errors import OAuthError
 from tokenmint.oauth.form import parse_form
-from tokenmint.oauth.registration import parse_metadata_document
+from tokenmint.oauth.errors import InvalidClientMetadataError
+from tokenmint.oauth.registration import parse_metadata_document, validate_metadata
 from tokenmint.oauth.resource import normalize_resource_identifier
 from tokenmint.oauth.scope import parse_scope
 from tokenmint.server import build_event, lambda_context
@@ -75,6 +76,28 @@ def test_metadata_documents_are_one_json_object_or_an_oauth_error(body):
     except OAuthError:
         return
     assert isinstance(document, dict)
+
+
+METADATA_MEMBERS = ("token_endpoint_auth_method", "grant_types", "scope", "client_name", "contacts", "software_id",
+                    "software_version", "jwks", "jwks_uri", "dpop_bound_access_tokens", "tls_client_auth_subject_dn",
+                    "tls_client_auth_san_dns", "tls_client_auth_san_uri", "tls_client_auth_san_ip",
+                    "tls_client_auth_san_email", "tls_client_certificate_bound_access_tokens")
+# Any JSON where a string or a list of strings belongs: unhashable values too (a dict kty was a 500).
+odd_values = st.lists(st.text(max_size=4), max_size=2) | st.dictionaries(st.text(max_size=4), st.text(max_size=4),
+                                                                         max_size=2) | json_values
+jwk_like = st.fixed_dictionaries({"kty": st.sampled_from(["RSA", "EC", "OKP"]) | odd_values},
+                                 optional={name: st.text(max_size=12) | odd_values
+                                           for name in ("crv", "x", "y", "n", "e", "alg", "x5c", "kid")})
+member_values = odd_values | st.fixed_dictionaries({"keys": st.lists(jwk_like, min_size=1, max_size=3)})
+
+
+@FAST
+@given(st.dictionaries(st.sampled_from(METADATA_MEMBERS), member_values, max_size=6))
+def test_registration_metadata_is_valid_or_invalid_client_metadata_never_another_error(document):
+    try:
+        validate_metadata(document)
+    except InvalidClientMetadataError:
+        pass
 
 
 @FAST

@@ -95,8 +95,8 @@ def test_given_no_scope_under_an_unrestricted_policy_then_invalid_client_metadat
     ({"jwks": {"keys": [{"kty": "RSA", "n": "x", "e": "AQAB", "d": "secret"}]}}, "public keys only"),
     ({"jwks": {"keys": []}}, "jwks"),
     ({"jwks_uri": "http://keys.example/jwks"}, "https"),
-    ({"jwks": {"keys": [{"kty": "EC", "crv": "P-256", "x": "a", "y": "b"}]}, "jwks_uri": "https://k.example/"},
-     "both"),
+    ({"jwks": {"keys": [public_jwk(ec.generate_private_key(ec.SECP256R1()).public_key(), "ES256")]},
+      "jwks_uri": "https://k.example/"}, "both"),
 ])
 def test_given_metadata_outside_what_is_allowed_when_registering_then_invalid_client_metadata(store, document, message):
     token = initial_token(store)
@@ -294,6 +294,33 @@ def test_given_a_jwk_member_that_is_not_a_string_when_registering_then_invalid_c
     with pytest.raises(InvalidClientMetadataError, match="strings"):
         register(store, {"scope": "tools:read", "token_endpoint_auth_method": "private_key_jwt",
                          "jwks": {"keys": [jwk]}})
+
+
+@pytest.mark.parametrize("jwk", [
+    {"kty": "RSA", "n": "", "e": "AQAB"},  # no modulus
+    {"kty": "RSA", "e": "AQAB"},  # no modulus at all
+    {"kty": "RSA", "n": "000000", "e": "AQAB"},  # a 24-bit modulus
+    {"kty": "EC", "crv": "P-256", "x": "AQ", "y": "Ag"},  # not a point on the curve
+    {"kty": "EC", "crv": "secp256k1", "x": "AQ", "y": "Ag"},  # a curve no assertion of ours can use
+    {"kty": "OKP", "crv": "Ed25519", "x": "not-32-bytes"},
+    {"kty": "EC", "crv": ["P-256"], "x": "AQ", "y": "Ag"},  # a list where a string belongs (was a 500)
+    {"kty": "RSA", "crv": "", "alg": "none"},  # pyjwt raised NotImplementedError for alg none (was a 500)
+])
+def test_given_a_jwk_whose_key_material_is_junk_when_registering_then_invalid_client_metadata(store, jwk):
+    with pytest.raises(InvalidClientMetadataError, match="jwks: key 0"):
+        register(store, {"scope": "tools:read", "token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [jwk]}})
+    assert store.clients == {}
+
+
+def test_given_keys_for_other_uses_when_registering_then_their_material_is_checked_not_their_alg(store):
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    encryption = {**public_jwk(rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key(), "RS256"),
+                  "alg": "RSA-OAEP-256", "use": "enc", "kid": "enc-1"}
+    signing = jwt.algorithms.ECAlgorithm.to_jwk(ec.generate_private_key(ec.SECP384R1()).public_key(), as_dict=True)
+    created = register(store, {"scope": "tools:read", "token_endpoint_auth_method": "private_key_jwt",
+                               "jwks": {"keys": [encryption, signing]}}, policy=RegistrationPolicy()).body
+    assert created["jwks"] == {"keys": [encryption, signing]}
 
 
 def test_given_a_software_statement_whose_alg_does_not_fit_the_trusted_key_then_refused_not_crashed(store):

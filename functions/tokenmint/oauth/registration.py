@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .credentials import (
     INITIAL_ACCESS_TOKEN_PREFIX,
@@ -61,6 +60,7 @@ if TYPE_CHECKING:
 JSON_MEDIA_TYPE = "application/json"
 MAX_METADATA_BYTES = 32 * 1024
 MAX_JWKS_KEYS = 10
+MIN_RSA_BITS = 2048
 # Tokens issued in the second of a deletion are invalid too; marks outlive every token.
 CLOCK_SKEW = 60
 # User-facing metadata (RFC 7591 §2, OpenID Connect Registration): meaningless without a user.
@@ -77,103 +77,162 @@ _PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _STATEMENT_ONLY_CLAIMS = frozenset({"iss", "sub", "aud", "iat", "nbf", "exp", "jti"})
 STATEMENT_ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
 
-Text = Annotated[str, Field(min_length=1, max_length=200)]
 
-
-class ClientMetadata(BaseModel):
-    """The RFC 7591 §2 metadata this server understands. Unknown members are ignored (§2)."""
-
-    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+@dataclass(frozen=True)
+class ClientMetadata:
+    """The RFC 7591 §2 metadata this server understands, validated. Unknown members are ignored (§2)."""
 
     token_endpoint_auth_method: str = CLIENT_SECRET_BASIC
-    grant_types: list[Literal["client_credentials"]] = Field(default=["client_credentials"], min_length=1)
+    grant_types: list[str] = field(default_factory=lambda: ["client_credentials"])
     scope: str | None = None
-    client_name: Text | None = None
-    contacts: list[Annotated[str, Field(min_length=3, max_length=254)]] | None = Field(None, max_length=10)
-    software_id: Text | None = None
-    software_version: Text | None = None
+    client_name: str | None = None
+    contacts: list[str] | None = None
+    software_id: str | None = None
+    software_version: str | None = None
     jwks: dict[str, Any] | None = None
-    jwks_uri: Annotated[str, Field(max_length=2048)] | None = None
+    jwks_uri: str | None = None
     # RFC 9449 §5.2: every token request of this client must carry a DPoP proof.
     dpop_bound_access_tokens: bool | None = None
     # RFC 8705 §2.1.2: the one subject a tls_client_auth client's certificate carries; §3.4: bound tokens.
-    tls_client_auth_subject_dn: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
-    tls_client_auth_san_dns: Annotated[str, Field(min_length=1, max_length=253)] | None = None
-    tls_client_auth_san_uri: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
-    tls_client_auth_san_ip: Annotated[str, Field(min_length=1, max_length=64)] | None = None
-    tls_client_auth_san_email: Annotated[str, Field(min_length=3, max_length=254)] | None = None
+    tls_client_auth_subject_dn: str | None = None
+    tls_client_auth_san_dns: str | None = None
+    tls_client_auth_san_uri: str | None = None
+    tls_client_auth_san_ip: str | None = None
+    tls_client_auth_san_email: str | None = None
     tls_client_certificate_bound_access_tokens: bool | None = None
 
-    @field_validator("token_endpoint_auth_method")
-    @classmethod
-    def _supported_method(cls, value: str) -> str:
-        if value not in SUPPORTED_AUTH_METHODS:
-            raise ValueError(f"must be one of {', '.join(SUPPORTED_AUTH_METHODS)}")
-        return value
 
-    @field_validator("scope")
-    @classmethod
-    def _scope_syntax(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                parse_scope(value)
-            except InvalidScopeError as exc:
-                raise ValueError(exc.description) from None
-        return value
+# What a client's record keeps of its validated metadata (the rest has fields of its own).
+STORED_METADATA = ("contacts", "software_id", "software_version", "jwks", "jwks_uri", "dpop_bound_access_tokens",
+                   CERTIFICATE_BOUND, *SUBJECT_METADATA)
 
-    @field_validator("jwks")
-    @classmethod
-    def _public_jwk_set(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is None:
-            return value
-        keys = value.get("keys")
-        if not isinstance(keys, list) or not 1 <= len(keys) <= MAX_JWKS_KEYS:
-            raise ValueError(f"must be a JWK Set with 1 to {MAX_JWKS_KEYS} keys")
-        for key in keys:
-            if not isinstance(key, dict) or key.get("kty") not in ("RSA", "EC", "OKP"):
-                raise ValueError("each key must be an RSA, EC or OKP JWK")
-            if _PRIVATE_JWK_MEMBERS.intersection(key):
-                raise ValueError("must hold public keys only")
-            for member in key.values():  # RFC 7517 §4: strings, or lists of strings (key_ops, x5c)
-                if not (isinstance(member, str) or (isinstance(member, list)
-                                                    and all(isinstance(v, str) for v in member))):
-                    raise ValueError("JWK members must be strings or lists of strings")
-        return value
 
-    @field_validator("jwks_uri")
-    @classmethod
-    def _https(cls, value: str | None) -> str | None:
-        if value is not None:
-            parts = urlsplit(value)
-            if parts.scheme != "https" or not parts.hostname or parts.fragment:
-                raise ValueError("must be an https URL without a fragment")
-        return value
+def _text(min_length: int, max_length: int) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if not isinstance(value, str) or not min_length <= len(value) <= max_length:
+            return f"must be a string of {min_length} to {max_length} characters"
+        return None
+    return check
 
-    @model_validator(mode="after")
-    def _one_key_source(self) -> ClientMetadata:
-        if self.jwks is not None and self.jwks_uri is not None:
-            raise ValueError("jwks and jwks_uri must not both be present (RFC 7591 §2)")
-        method = self.token_endpoint_auth_method
-        if method in (PRIVATE_KEY_JWT, SELF_SIGNED_TLS_CLIENT_AUTH) and self.jwks is None and self.jwks_uri is None:
-            raise ValueError(f"{method} needs the client's public keys in jwks or jwks_uri")
-        if method == SELF_SIGNED_TLS_CLIENT_AUTH and self.jwks is not None and not any(
-                key.get("x5c") for key in self.jwks["keys"]):
-            raise ValueError("self_signed_tls_client_auth needs its certificate as x5c in a jwks key (RFC 8705 §2.2.2)")
-        subject = {name: getattr(self, name) for name in SUBJECT_METADATA}
-        if method == TLS_CLIENT_AUTH:
-            problem = validate_subject_metadata(subject)
-            if problem:
-                raise ValueError(problem)
-        elif any(value is not None for value in subject.values()):
-            raise ValueError("tls_client_auth_* members are for token_endpoint_auth_method tls_client_auth")
-        return self
+
+def _boolean(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "must be true or false"
+
+
+def _auth_method(value: Any) -> str | None:
+    return None if value in SUPPORTED_AUTH_METHODS else f"must be one of {', '.join(SUPPORTED_AUTH_METHODS)}"
+
+
+def _grant_types(value: Any) -> str | None:
+    if not isinstance(value, list) or not value or any(grant != "client_credentials" for grant in value):
+        return 'must be ["client_credentials"]: the only grant this server issues'
+    return None
+
+
+def _contacts(value: Any) -> str | None:
+    address = _text(3, 254)
+    if not isinstance(value, list) or len(value) > 10 or any(address(item) for item in value):
+        return "must be a list of at most 10 strings of 3 to 254 characters"
+    return None
+
+
+def _scope(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "must be a string of space-separated scopes"
+    try:
+        parse_scope(value)
+    except InvalidScopeError as exc:
+        return exc.description
+    return None
+
+
+def _jwk_set(value: Any) -> str | None:
+    keys = value.get("keys") if isinstance(value, dict) else None
+    if not isinstance(keys, list) or not 1 <= len(keys) <= MAX_JWKS_KEYS:
+        return f"must be a JWK Set with 1 to {MAX_JWKS_KEYS} keys"
+    for key in keys:
+        if not isinstance(key, dict) or key.get("kty") not in ("RSA", "EC", "OKP"):  # not `in` a dict: kty may be unhashable
+            return "each key must be an RSA, EC or OKP JWK"
+        if _PRIVATE_JWK_MEMBERS.intersection(key):
+            return "must hold public keys only"
+        for member in key.values():  # RFC 7517 §4: strings, or lists of strings (key_ops, x5c)
+            if not (isinstance(member, str) or (isinstance(member, list) and all(isinstance(v, str) for v in member))):
+                return "JWK members must be strings or lists of strings"
+    import jwt  # here, not at import: only registrations that carry keys need it
+
+    for index, key in enumerate(keys):  # the key material itself (an empty n, a point off the curve, ...)
+        curves = _JWK_ALGORITHM[key["kty"]]
+        crv = None if key["kty"] == "RSA" else key.get("crv")
+        algorithm = curves.get(crv) if crv is None or isinstance(crv, str) else None
+        if algorithm is None:
+            return f"key {index}: {key['kty']} keys must be on {', '.join(map(str, curves))}"
+        try:
+            public_key = jwt.PyJWK(key, algorithm=algorithm).key  # whatever its alg member says
+        except Exception:  # noqa: BLE001 - a parser of untrusted input: any failure means unusable
+            return f"key {index} is not a usable {key['kty']} public key"
+        if key["kty"] == "RSA" and public_key.key_size < MIN_RSA_BITS:
+            return f"key {index}: RSA keys must have at least {MIN_RSA_BITS} bits (RFC 7518 §3.3)"
+    return None
+
+
+# The algorithm each JWK's material is loaded with, by curve: what it is, not what it may sign.
+_JWK_ALGORITHM: dict[str, dict[str | None, str]] = {
+    "RSA": {None: "RS256"}, "EC": {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"},
+    "OKP": {"Ed25519": "EdDSA", "Ed448": "EdDSA"},
+}
+
+
+def _https_url(value: Any) -> str | None:
+    if not isinstance(value, str) or len(value) > 2048:
+        return "must be an https URL of at most 2048 characters"
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname or parts.fragment:
+        return "must be an https URL without a fragment"
+    return None
+
+
+# Each member's check: None when the value is fine, else what is wrong with it.
+_MEMBER_CHECKS: dict[str, Callable[[Any], str | None]] = {
+    "token_endpoint_auth_method": _auth_method,
+    "grant_types": _grant_types,
+    "scope": _scope,
+    "client_name": _text(1, 200),
+    "contacts": _contacts,
+    "software_id": _text(1, 200),
+    "software_version": _text(1, 200),
+    "jwks": _jwk_set,
+    "jwks_uri": _https_url,
+    "dpop_bound_access_tokens": _boolean,
+    "tls_client_auth_subject_dn": _text(1, 1024),
+    "tls_client_auth_san_dns": _text(1, 253),
+    "tls_client_auth_san_uri": _text(1, 2048),
+    "tls_client_auth_san_ip": _text(1, 64),
+    "tls_client_auth_san_email": _text(3, 254),
+    CERTIFICATE_BOUND: _boolean,
+}
+
+
+def _consistency(metadata: ClientMetadata) -> str | None:
+    """What is wrong with the members together, if anything."""
+    if metadata.jwks is not None and metadata.jwks_uri is not None:
+        return "jwks and jwks_uri must not both be present (RFC 7591 §2)"
+    method = metadata.token_endpoint_auth_method
+    if method in (PRIVATE_KEY_JWT, SELF_SIGNED_TLS_CLIENT_AUTH) and metadata.jwks is None and metadata.jwks_uri is None:
+        return f"{method} needs the client's public keys in jwks or jwks_uri"
+    if method == SELF_SIGNED_TLS_CLIENT_AUTH and metadata.jwks is not None and not any(
+            key.get("x5c") for key in metadata.jwks["keys"]):
+        return "self_signed_tls_client_auth needs its certificate as x5c in a jwks key (RFC 8705 §2.2.2)"
+    subject = {name: getattr(metadata, name) for name in SUBJECT_METADATA}
+    if method == TLS_CLIENT_AUTH:
+        return validate_subject_metadata(subject)
+    if any(value is not None for value in subject.values()):
+        return "tls_client_auth_* members are for token_endpoint_auth_method tls_client_auth"
+    return None
 
 
 def stored_metadata(metadata: ClientMetadata) -> dict[str, Any]:
-    """What a client's record keeps of its validated metadata (the rest has fields of its own)."""
-    return {name: value for name, value in metadata.model_dump(
-        include={"contacts", "software_id", "software_version", "jwks", "jwks_uri", "dpop_bound_access_tokens",
-                 CERTIFICATE_BOUND, *SUBJECT_METADATA}).items() if value is not None}
+    """What a client's record keeps of its validated metadata."""
+    return {name: value for name in STORED_METADATA if (value := getattr(metadata, name)) is not None}
 
 
 def parse_metadata_document(body: bytes, content_type: str | None) -> dict[str, Any]:
@@ -199,16 +258,22 @@ def parse_metadata_document(body: bytes, content_type: str | None) -> dict[str, 
 
 
 def validate_metadata(document: dict[str, Any]) -> ClientMetadata:
+    """``document``'s metadata, each member checked, then the members together (RFC 7591 §2). A
+    member that is null counts as absent."""
     refused = [name for name in (*USER_FACING_METADATA, "response_types") if document.get(name) not in (None, [], "")]
     if refused:
         raise InvalidClientMetadataError(
             f"{', '.join(refused)}: this server has no user-facing flows; only client_credentials clients register")
-    try:
-        return ClientMetadata.model_validate(document)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"]) or "metadata"
-        raise InvalidClientMetadataError(f"{where}: {error['msg']}") from None
+    members = {name: document[name] for name in _MEMBER_CHECKS if document.get(name) is not None}
+    for name, value in members.items():
+        problem = _MEMBER_CHECKS[name](value)
+        if problem:
+            raise InvalidClientMetadataError(f"{name}: {problem}")
+    metadata = ClientMetadata(**members)
+    problem = _consistency(metadata)
+    if problem:
+        raise InvalidClientMetadataError(problem)
+    return metadata
 
 
 @dataclass(frozen=True)
