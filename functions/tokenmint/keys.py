@@ -95,8 +95,9 @@ class KeyRegistry(Protocol):
 class KeyMaterial(Protocol):
     """Where private keys live (KMS, local files). Every operation is idempotent."""
 
-    def create(self, key_id: str, alg: str) -> tuple[str, dict[str, Any]]:
-        """The key_ref and public JWK of ``key_id``'s key, creating it unless it already exists."""
+    def create(self, key_id: str, alg: str, *, retry: bool = False) -> tuple[str, dict[str, Any]]:
+        """The key_ref and public JWK of ``key_id``'s key, creating it unless it already exists.
+        ``retry``: an earlier attempt may have stopped half-way; find what it made, never make a second."""
 
     def signer(self, record: KeyRecord) -> Any:
         """A ports.SigningKey for an active record."""
@@ -145,9 +146,9 @@ class KeyRing:
             grouped.setdefault(record.state, []).append(record)
         return grouped
 
-    def _materialise(self, record: KeyRecord, state: str, **changes: Any) -> KeyRecord:
+    def _materialise(self, record: KeyRecord, state: str, *, retry: bool = False, **changes: Any) -> KeyRecord:
         """pending → ``state``: create (or find) the key material, record its public half."""
-        key_ref, jwk = self.material.create(record.key_id, record.alg)
+        key_ref, jwk = self.material.create(record.key_id, record.alg, retry=retry)
         ready = record.changed(state=state, key_ref=key_ref, public_jwk=jwk, kid=jwk["kid"],
                                published_at=self._now(), **changes)
         self.registry.update_key_records([ready])
@@ -184,7 +185,7 @@ class KeyRing:
         keys = self._by_state()
         for pending in keys.get(PENDING, []):  # a previous run stopped between intent and material
             has_active = bool(keys.get(ACTIVE))
-            ready = self._materialise(pending, NEXT if has_active else ACTIVE,
+            ready = self._materialise(pending, NEXT if has_active else ACTIVE, retry=True,
                                       **({} if has_active else {"activated_at": now}))
             done.append(f"created {ready.kid} ({ready.state})")
             keys = self._by_state()

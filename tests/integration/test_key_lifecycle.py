@@ -305,3 +305,51 @@ def test_a_rollover_before_the_first_rotation_keeps_the_deployed_key_published(t
     published = {jwk["kid"] for jwk in ManagedKeyStore(registry, material, cache_seconds=0).public_jwks()}
     assert published == {deployed_kid, new.kid}
     assert {r.kid: r.state for r in registry.list_keys()} == {deployed_kid: RETIRING, new.kid: ACTIVE}
+
+
+def test_a_retried_creation_adopts_the_key_an_interrupted_attempt_made_and_no_other(aws):
+    # Given two keys an interrupted creation of key_abc made (CreateKey's answer lost twice), and a
+    # key of another stack with the same key id
+    kms = boto3.client("kms")
+
+    def orphan(stack: str) -> str:
+        return kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY",
+                              Description=f"tokenmint signing key key_abc (ES256) of stack {stack}",
+                              Tags=[{"TagKey": "tokenmint:stack", "TagValue": stack}])["KeyMetadata"]["Arn"]
+    first, second, foreign = orphan("test"), orphan("test"), orphan("other")
+    material = KmsKeyMaterial(aws_client("kms", "us-east-1"), stack="test", alias_prefix="alias/test-key-")
+
+    # When the creation is retried
+    key_ref, jwk = material.create("key_abc", "ES256", retry=True)
+
+    # Then it keeps the first key, under its alias, and deletes the second; the other stack's is untouched
+    assert key_ref == first
+    assert kms.describe_key(KeyId="alias/test-key-key_abc")["KeyMetadata"]["Arn"] == first
+    states = {arn: kms.describe_key(KeyId=arn)["KeyMetadata"]["KeyState"] for arn in (first, second, foreign)}
+    assert states == {first: "Enabled", second: "PendingDeletion", foreign: "Enabled"}
+    assert len(kms.list_keys()["Keys"]) == 3  # no new key
+    # And a first attempt does not search: it makes the key
+    material.create("key_new", "ES256")
+    assert len(kms.list_keys()["Keys"]) == 4
+
+
+def test_a_retried_creation_searches_a_bounded_number_of_keys_then_makes_the_key(aws, monkeypatch):
+    # Given more keys in the region than a search may describe
+    from tokenmint.adapters.aws import kms as kms_module
+
+    monkeypatch.setattr(kms_module, "MAX_SEARCHED_KEYS", 2)
+    kms = boto3.client("kms")
+    for _ in range(3):
+        kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY", Description="someone else's")
+    material = KmsKeyMaterial(aws_client("kms", "us-east-1"), stack="test", alias_prefix="alias/test-key-")
+    calls = []
+    aws_client("kms", "us-east-1").meta.events.register("before-parameter-build.kms.DescribeKey",
+                                                        lambda params, **_: calls.append(params["KeyId"]))
+
+    # When a creation is retried
+    material.create("key_abc", "ES256", retry=True)
+
+    # Then it described two of them, then made the key
+    searched = [key for key in calls if not key.startswith(("alias/", "arn:"))]
+    assert len(searched) == 2
+    assert len(kms.list_keys()["Keys"]) == 4

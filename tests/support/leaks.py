@@ -203,8 +203,8 @@ def _wrap_generators() -> None:
 
     create = local_keys.LocalKeyMaterial.create
 
-    def recorded_create(self: Any, key_id: str, alg: str) -> Any:
-        key_ref, jwk = create(self, key_id, alg)
+    def recorded_create(self: Any, key_id: str, alg: str, **kwargs: Any) -> Any:
+        key_ref, jwk = create(self, key_id, alg, **kwargs)
         path = self._path(key_ref)
         if path.exists():
             CHECK.record_pem(path.read_bytes())

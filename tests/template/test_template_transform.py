@@ -117,6 +117,7 @@ EXPECTED_GRANTS = {
         grant("kms:CreateKey", "*", SIGNING_KEYS_TAGGED_WITH_THE_STACK),
         grant("kms:TagResource", KEYS, TAGGED_WITH_THE_STACK_ONLY),
         grant("kms:CreateAlias", STACK_ALIASES),
+        grant("kms:ListKeys", "*"),  # an interrupted creation's key is looked for (adapters/aws/kms.py)
         grant("kms:CreateAlias", KEYS, OWNED_SIGNING_KEYS),
         grant("kms:DescribeKey", KEYS, OWNED_SIGNING_KEYS),
         grant("kms:GetPublicKey", KEYS, OWNED_SIGNING_KEYS),
@@ -266,7 +267,8 @@ def test_kms_grants_on_keys_need_the_stack_tag_and_only_the_token_function_signs
     grants = {function: role_grants(deployed, function) for function in functions}
 
     # Then every grant on KMS keys requires the key to carry this stack's tag, except those that
-    # make a key (CreateKey, and the TagResource its Tags need), which require the request to tag it so
+    # make a key (CreateKey, and the TagResource its Tags need), which require the request to tag it
+    # so, and ListKeys, which reads no key
     for function, function_grants in grants.items():
         for action, resource, condition in function_grants:
             if not action.startswith("kms:"):
@@ -277,6 +279,8 @@ def test_kms_grants_on_keys_need_the_stack_tag_and_only_the_token_function_signs
                 assert conditions["ForAllValues:StringEquals"] == {"aws:TagKeys": ["tokenmint:stack"]}
             elif resource == STACK_ALIASES:
                 assert action == "kms:CreateAlias" and not conditions  # the alias side of CreateAlias
+            elif action == "kms:ListKeys":
+                assert resource == "*" and not conditions  # key ids only; IAM has no resource for it
             else:
                 assert resource == KEYS, (function, action)
                 assert conditions["StringEquals"]["aws:ResourceTag/tokenmint:stack"] == "${AWS::StackName}"

@@ -8,6 +8,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ...keys import KeyRecord
+from ...observability import logger
 from ...oauth.jwk import der_to_jose_ecdsa, public_jwk_from_der
 from ...ports import UnavailableError
 from .clients import is_unavailable
@@ -21,6 +22,9 @@ KMS_ALGORITHMS = {
     "EdDSA": ("ECC_NIST_EDWARDS25519", "ED25519_SHA_512"),
 }
 MAX_RAW_MESSAGE = 4096  # KMS limit for MessageType=RAW
+# An interrupted key creation is looked for among at most this many keys of the region (described
+# one by one: ~1000 calls fit well within the rotation function's timeout).
+MAX_SEARCHED_KEYS = 1000
 
 
 def _kms_call(kms: Any, operation: str, **kwargs: Any) -> Any:
@@ -94,34 +98,77 @@ class KmsKeyMaterial:
         self._kms, self._stack, self._alias_prefix = kms, stack, alias_prefix
         self._multi_region, self._replicas = multi_region, replica_regions
 
-    def _describe(self, alias: str) -> str | None:
+    def _metadata(self, key: str, absent: tuple[str, ...] = ("NotFoundException",)) -> dict[str, Any] | None:
+        """DescribeKey's KeyMetadata for ``key`` (an id, ARN or alias); None for the ``absent`` answers."""
         try:
-            return _kms_call(self._kms, "describe_key", KeyId=alias)["KeyMetadata"]["Arn"]
+            return _kms_call(self._kms, "describe_key", KeyId=key)["KeyMetadata"]
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "NotFoundException":
+            if exc.response.get("Error", {}).get("Code") in absent:
                 return None
             raise
+
+    def _describe(self, alias: str) -> str | None:
+        metadata = self._metadata(alias)
+        return metadata["Arn"] if metadata else None
 
     def public_jwk(self, key_ref: str, alg: str) -> dict[str, str]:
         return KmsSigningKey(self._kms, key_ref, alg).jwk
 
-    def create(self, key_id: str, alg: str) -> tuple[str, dict[str, str]]:
+    def create(self, key_id: str, alg: str, *, retry: bool = False) -> tuple[str, dict[str, str]]:
         alias = self._alias_prefix + key_id
         arn = self._describe(alias)
         if arn is None:
-            created = _kms_call(self._kms, "create_key", KeySpec=KMS_ALGORITHMS[alg][0], KeyUsage="SIGN_VERIFY",
-                                Description=f"tokenmint signing key {key_id} ({alg})", MultiRegion=self._multi_region,
-                                Tags=[{"TagKey": STACK_TAG, "TagValue": self._stack}])
-            arn = created["KeyMetadata"]["Arn"]
+            # An earlier attempt may have made the key and lost CreateKey's answer, or failed to
+            # alias it: find that key (retries only: the search describes the region's keys).
+            arn = self._unaliased_key(key_id, alg) if retry else None
+            if arn is None:
+                created = _kms_call(self._kms, "create_key", KeySpec=KMS_ALGORITHMS[alg][0], KeyUsage="SIGN_VERIFY",
+                                    Description=self._description(key_id, alg), MultiRegion=self._multi_region,
+                                    Tags=[{"TagKey": STACK_TAG, "TagValue": self._stack}])
+                arn = created["KeyMetadata"]["Arn"]
             try:
                 _kms_call(self._kms, "create_alias", AliasName=alias, TargetKeyId=arn)
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") != "AlreadyExistsException":
                     raise
-                _kms_call(self._kms, "schedule_key_deletion", KeyId=arn, PendingWindowInDays=7)  # lost the race
+                _kms_call(self._kms, "schedule_key_deletion", KeyId=self._key_id(arn),  # lost the race
+                          PendingWindowInDays=7)
                 arn = self._describe(alias) or arn
         self._replicate(arn)
         return arn, self.public_jwk(arn, alg)
+
+    def _description(self, key_id: str, alg: str) -> str:
+        """Names the key's stack too: key ids repeat across stacks (key_first, successor ids)."""
+        return f"tokenmint signing key {key_id} ({alg}) of stack {self._stack}"
+
+    def _unaliased_key(self, key_id: str, alg: str) -> str | None:
+        """The key an interrupted creation of ``key_id`` made, if any: described as ``key_id``'s and
+        not on its way out. Keys of other owners answer AccessDenied (the role may describe only
+        keys tagged with its stack) and are skipped. More than one (several interrupted attempts):
+        the first is kept, the others are scheduled for deletion. Describes at most
+        MAX_SEARCHED_KEYS keys; past that, a warning names the gap and the key is made anew."""
+        found: list[str] = []
+        searched, marker = 0, None
+        while True:
+            limit = min(1000, MAX_SEARCHED_KEYS - searched)
+            page = _kms_call(self._kms, "list_keys", Limit=limit, **({"Marker": marker} if marker else {}))
+            keys = page.get("Keys", [])
+            for key in keys[:limit]:
+                searched += 1
+                metadata = self._metadata(key["KeyId"], absent=("NotFoundException", "AccessDeniedException"))
+                if (metadata and metadata.get("Description") == self._description(key_id, alg)
+                        and metadata.get("KeyState") in ("Enabled", "Creating")):
+                    found.append(metadata["Arn"])
+            if not (page.get("Truncated") or len(keys) > limit):
+                break
+            marker = page.get("NextMarker")
+            if searched >= MAX_SEARCHED_KEYS or not marker:
+                logger.warning("interrupted key creation: not every KMS key was searched",
+                               extra={"key_id": key_id, "searched": searched})
+                break
+        for extra in found[1:]:
+            _kms_call(self._kms, "schedule_key_deletion", KeyId=self._key_id(extra), PendingWindowInDays=7)
+        return found[0] if found else None
 
     def _replicate(self, arn: str) -> None:
         """One issuer, one JWKS in every region: each replica region gets the key, also when an

@@ -60,7 +60,8 @@ class LocalKeyMaterial:
 
         return load_pem_private_key(path.read_bytes(), password=None)
 
-    def create(self, key_id: str, alg: str) -> tuple[str, dict[str, Any]]:
+    def create(self, key_id: str, alg: str, *, retry: bool = False) -> tuple[str, dict[str, Any]]:
+        """The file's name comes from ``key_id``, so a retry finds what an earlier attempt wrote."""
         from cryptography.hazmat.primitives import serialization
 
         key_ref = f"{key_id}.pem"
