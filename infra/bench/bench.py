@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -166,8 +167,7 @@ def aws_calls_per_token() -> dict[str, tuple[Counter, Counter]]:
     from tokenmint.server import lambda_context
 
     results = {}
-    for method, event_name in (("client_secret_basic", "token_basic.json"), ("client_secret_post", "token_post.json"),
-                               ("private_key_jwt", "token_post.json")):
+    for method in TOKEN_EVENTS:
         with mock_aws():
             aws_clients.reset()
             runtime.install(None)
@@ -179,14 +179,11 @@ def aws_calls_per_token() -> dict[str, tuple[Counter, Counter]]:
             store.create_resource(resource)
             for client in clients:
                 store.create_client(client)
-            assertion_event = private_key_jwt_client(store) if method == "private_key_jwt" else None
+            event = TOKEN_EVENTS[method](store)
             calls: Counter = Counter()
             for service in ("kms", "dynamodb"):
                 aws_clients.aws_client(service, "us-east-1").meta.events.register(
                     "before-call", lambda model, **_: calls.update([f"{model.service_model.service_name}:{model.name}"]))
-            def event() -> dict:  # a private_key_jwt assertion is single-use: a new one each time
-                return assertion_event() if assertion_event else json.loads((EVENTS / event_name).read_text())
-
             assert token.lambda_handler(event(), lambda_context("TokenFunction"))["statusCode"] == 200
             cold = Counter(calls)
             calls.clear()
@@ -199,10 +196,32 @@ def aws_calls_per_token() -> dict[str, tuple[Counter, Counter]]:
     return results
 
 
-def private_key_jwt_client(store) -> Any:
-    """Register a private_key_jwt client; return a maker of token events carrying fresh assertions."""
-    import uuid
+def stored_event(name: str) -> Callable[[Any], Callable[[], dict]]:
+    return lambda store: lambda: json.loads((EVENTS / name).read_text())
+
+
+def form_event(form: dict[str, str], headers: dict[str, str] | None = None,
+               certificate_pem: str | None = None) -> dict:
+    """The token_post.json event with ``form`` as its body (and headers, a TLS client certificate)."""
     from urllib.parse import urlencode
+
+    event = json.loads((EVENTS / "token_post.json").read_text())
+    event["body"], event["isBase64Encoded"] = urlencode(
+        {"grant_type": "client_credentials", "resource": "https://api.example.com/mcp", **form}), False
+    event["headers"].update(headers or {})
+    if certificate_pem:
+        event["requestContext"]["authentication"] = {"clientCert": {"clientCertPem": certificate_pem}}
+    return event
+
+
+def token_url() -> str:
+    context = json.loads((EVENTS / "token_post.json").read_text())["requestContext"]
+    return f"https://{context['domainName']}/token"
+
+
+def private_key_jwt(store) -> Callable[[], dict]:
+    """A private_key_jwt client; each event carries a fresh assertion (they are single-use)."""
+    import uuid
 
     import jwt
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -213,20 +232,90 @@ def private_key_jwt_client(store) -> Any:
     key = ec.generate_private_key(ec.SECP256R1())
     store.create_client(Client("tmc_pkjwt", "private_key_jwt", ("tools:read",), 1_700_000_000,
                                metadata={"jwks": {"keys": [public_jwk(key.public_key(), "ES256")]}}))
-    template = json.loads((EVENTS / "token_post.json").read_text())
-    issuer = "https://" + template["requestContext"]["domainName"]
+    issuer = token_url().removesuffix("/token")
 
     def make() -> dict:
         now = int(time.time())
         assertion = jwt.encode({"iss": "tmc_pkjwt", "sub": "tmc_pkjwt", "aud": issuer, "iat": now, "exp": now + 300,
                                 "jti": str(uuid.uuid4())}, key, algorithm="ES256")
-        event = json.loads(json.dumps(template))
-        event["body"] = urlencode({"grant_type": "client_credentials", "resource": "https://api.example.com/mcp",
-                                   "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                                   "client_assertion": assertion})
-        event["isBase64Encoded"] = False
+        return form_event({"client_assertion": assertion,
+                           "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"})
+    return make
+
+
+def client_certificate() -> tuple[Any, str]:
+    """A self-signed client certificate (API Gateway would have checked its chain) and its PEM."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench-agent")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+                   .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    return certificate, certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def tls_client_auth(store) -> Callable[[], dict]:
+    from tokenmint.oauth.models import Client
+
+    _, pem = client_certificate()
+    store.create_client(Client("tmc_mtls", "tls_client_auth", ("tools:read",), 1_700_000_000,
+                               metadata={"tls_client_auth_subject_dn": "CN=bench-agent"}))
+    return lambda: form_event({"client_id": "tmc_mtls"}, certificate_pem=pem)
+
+
+def self_signed_tls_client_auth(store) -> Callable[[], dict]:
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+
+    from tokenmint.oauth.jwk import public_jwk
+    from tokenmint.oauth.models import Client
+
+    certificate, pem = client_certificate()
+    jwk = {**public_jwk(certificate.public_key(), "ES256"),
+           "x5c": [base64.b64encode(certificate.public_bytes(serialization.Encoding.DER)).decode()]}
+    store.create_client(Client("tmc_selfsigned", "self_signed_tls_client_auth", ("tools:read",), 1_700_000_000,
+                               metadata={"jwks": {"keys": [jwk]}}))
+    return lambda: form_event({"client_id": "tmc_selfsigned"}, certificate_pem=pem)
+
+
+def client_secret_basic_dpop(store) -> Callable[[], dict]:
+    """The client_secret_basic event with a fresh DPoP proof (RFC 9449: a proof's jti is single-use)."""
+    import uuid
+
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from tokenmint.oauth.jwk import public_jwk
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = {name: value for name, value in public_jwk(key.public_key(), "ES256").items() if name in ("kty", "crv", "x", "y")}
+
+    def make() -> dict:
+        event = json.loads((EVENTS / "token_basic.json").read_text())
+        event["headers"]["dpop"] = jwt.encode(
+            {"htm": "POST", "htu": token_url(), "iat": int(time.time()), "jti": str(uuid.uuid4())}, key,
+            algorithm="ES256", headers={"typ": "dpop+jwt", "jwk": jwk})
         return event
     return make
+
+
+# Each auth method (and DPoP on top of one): a maker of its token events, given the seeded store.
+TOKEN_EVENTS: dict[str, Callable[[Any], Callable[[], dict]]] = {
+    "client_secret_basic": stored_event("token_basic.json"),
+    "client_secret_post": stored_event("token_post.json"),
+    "private_key_jwt": private_key_jwt,
+    "tls_client_auth": tls_client_auth,
+    "self_signed_tls_client_auth": self_signed_tls_client_auth,
+    "client_secret_basic + DPoP proof": client_secret_basic_dpop,
+}
 
 
 def machine() -> str:

@@ -13,5 +13,7 @@ def test_the_benchmark_runs_and_reports_every_figure():
     result = subprocess.run([sys.executable, str(BENCH)], capture_output=True, text=True, timeout=180, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     for figure in ("× baseline", "token function import + init", "warm CPU per token", "client_secret_basic",
-                   "kms:Sign ×1", "| private_key_jwt |", "dynamodb:PutItem ×1"):
+                   "kms:Sign ×1", "| private_key_jwt |", "dynamodb:PutItem ×1", "| tls_client_auth |",
+                   "| self_signed_tls_client_auth |", "| client_secret_basic + DPoP proof |",
+                   "key_rotation function import + init"):
         assert figure in result.stdout
