@@ -312,6 +312,51 @@ def test_given_a_jwk_whose_key_material_is_junk_when_registering_then_invalid_cl
     assert store.clients == {}
 
 
+def certificate_of(key, common_name: str = "agent"):
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    start = datetime.datetime(2025, 1, 1, tzinfo=datetime.timezone.utc)
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(start).not_valid_after(start + datetime.timedelta(days=3650))
+            .sign(key, hashes.SHA256()))
+
+
+def x5c_of(certificate) -> list[str]:
+    import base64
+
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return [base64.b64encode(certificate.public_bytes(Encoding.DER)).decode()]
+
+
+def test_given_a_self_signed_client_whose_x5c_certifies_its_key_when_registering_then_201(store):
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = {**public_jwk(key.public_key(), "ES256"), "x5c": x5c_of(certificate_of(key))}
+    created = register(store, {"scope": "tools:read", "token_endpoint_auth_method": "self_signed_tls_client_auth",
+                               "jwks": {"keys": [jwk]}}, policy=RegistrationPolicy()).body
+    assert created["jwks"] == {"keys": [jwk]}
+
+
+@pytest.mark.parametrize("x5c", [
+    lambda: x5c_of(certificate_of(ec.generate_private_key(ec.SECP256R1()))),  # another key's certificate
+    lambda: ["not base64!"],
+    lambda: ["AAAA"],  # base64, not a certificate
+    lambda: [],
+], ids=["another key's", "not base64", "not a certificate", "empty"])
+def test_given_an_x5c_that_does_not_certify_the_jwk_when_registering_then_invalid_client_metadata(store, x5c):
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = {**public_jwk(key.public_key(), "ES256"), "x5c": x5c()}
+    with pytest.raises(InvalidClientMetadataError, match=r"x5c must start with .* \(RFC 7517 §4.7\)"):
+        register(store, {"scope": "tools:read", "token_endpoint_auth_method": "self_signed_tls_client_auth",
+                         "jwks": {"keys": [jwk]}}, policy=RegistrationPolicy())
+    assert store.clients == {}
+
+
 def test_given_keys_for_other_uses_when_registering_then_their_material_is_checked_not_their_alg(store):
     from cryptography.hazmat.primitives.asymmetric import rsa
 

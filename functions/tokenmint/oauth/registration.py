@@ -172,7 +172,25 @@ def _jwk_set(value: Any) -> str | None:
             return f"key {index} is not a usable {key['kty']} public key"
         if key["kty"] == "RSA" and public_key.key_size < MIN_RSA_BITS:
             return f"key {index}: RSA keys must have at least {MIN_RSA_BITS} bits (RFC 7518 §3.3)"
+        chain = key.get("x5c")
+        if chain is not None and not (isinstance(chain, list) and chain and _certifies(chain[0], public_key)):
+            return f"key {index}: x5c must start with a base64 DER certificate of this key (RFC 7517 §4.7)"
     return None
+
+
+def _certifies(leaf: str, public_key: Any) -> bool:
+    """Whether ``leaf`` (standard base64 DER) is a certificate of ``public_key``."""
+    import base64
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    try:
+        certified = x509.load_der_x509_certificate(base64.b64decode(leaf, validate=True)).public_key()
+        return (certified.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+                == public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo))
+    except Exception:  # noqa: BLE001 - a parser of untrusted input: any failure means no
+        return False
 
 
 # The algorithm each JWK's material is loaded with, by curve: what it is, not what it may sign.
