@@ -20,10 +20,17 @@ _THUMBPRINT_MEMBERS = {"RSA": ("e", "kty", "n"), "EC": ("crv", "kty", "x", "y"),
 
 def numeric_date(value: Any) -> float:
     """A JWT NumericDate (RFC 7519 §2): a finite JSON number. ValueError for anything else (a
-    string, a boolean, NaN or Infinity, which Python's JSON parser lets through)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    string, a boolean, NaN or Infinity, which Python's JSON parser lets through, or an integer
+    too large for a float, such as 10**400, which would overflow later)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError("not a NumericDate")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValueError("not a NumericDate") from None
+    if not math.isfinite(number):
+        raise ValueError("not a NumericDate")
+    return number
 
 
 def b64url(data: bytes) -> str:

@@ -45,7 +45,7 @@ def load_certificate(pem: str) -> Certificate:
         raise InvalidClientError("the client certificate is too large")
     try:
         return x509.load_pem_x509_certificate(pem.encode("ascii"))
-    except (ValueError, UnicodeEncodeError):
+    except Exception:  # noqa: BLE001 - a parser of untrusted input (an X.509 v2 certificate raised InvalidVersion)
         raise InvalidClientError("the client certificate cannot be read") from None
 
 
