@@ -80,16 +80,19 @@ def authenticate_certificate(client: Client, certificate: Certificate, now: int,
 
 
 def _registered_certificates(keys: list[Any]) -> set[bytes]:
-    """§2.2.2: each key's ``x5c`` leaf (standard base64 DER, RFC 7517 §4.7)."""
-    found = set()
-    for key in keys:
-        chain = key.get("x5c") if isinstance(key, dict) else None
-        if isinstance(chain, list) and chain and isinstance(chain[0], str):
-            try:
-                found.add(base64.b64decode(chain[0], validate=True))
-            except (binascii.Error, ValueError):
-                continue
-    return found
+    """§2.2.2: each key's ``x5c`` leaf."""
+    return {leaf for key in keys if (leaf := x5c_leaf(key)) is not None}
+
+
+def x5c_leaf(key: Any) -> bytes | None:
+    """The DER of a JWK's first ``x5c`` certificate (standard base64, RFC 7517 §4.7), if it has one."""
+    chain = key.get("x5c") if isinstance(key, dict) else None
+    if isinstance(chain, list) and chain and isinstance(chain[0], str):
+        try:
+            return base64.b64decode(chain[0], validate=True)
+        except (binascii.Error, ValueError):
+            return None
+    return None
 
 
 def _carries_registered_subject(certificate: Certificate, metadata: dict[str, Any]) -> bool:

@@ -49,7 +49,7 @@ from .models import (
     InitialAccessToken,
     RegistrationPolicy,
 )
-from .mtls import CERTIFICATE_BOUND, SUBJECT_METADATA, validate_subject_metadata
+from .mtls import CERTIFICATE_BOUND, SUBJECT_METADATA, validate_subject_metadata, x5c_leaf
 from ..ports import ConflictError, InitialAccessTokenSpentError
 from .scope import parse_scope
 
@@ -172,21 +172,20 @@ def _jwk_set(value: Any) -> str | None:
             return f"key {index} is not a usable {key['kty']} public key"
         if key["kty"] == "RSA" and public_key.key_size < MIN_RSA_BITS:
             return f"key {index}: RSA keys must have at least {MIN_RSA_BITS} bits (RFC 7518 §3.3)"
-        chain = key.get("x5c")
-        if chain is not None and not (isinstance(chain, list) and chain and _certifies(chain[0], public_key)):
+        if "x5c" in key and not _certifies(x5c_leaf(key), public_key):
             return f"key {index}: x5c must start with a base64 DER certificate of this key (RFC 7517 §4.7)"
     return None
 
 
-def _certifies(leaf: str, public_key: Any) -> bool:
-    """Whether ``leaf`` (standard base64 DER) is a certificate of ``public_key``."""
-    import base64
-
+def _certifies(leaf: bytes | None, public_key: Any) -> bool:
+    """Whether ``leaf`` (DER) is a certificate of ``public_key``."""
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+    if leaf is None:
+        return False
     try:
-        certified = x509.load_der_x509_certificate(base64.b64decode(leaf, validate=True)).public_key()
+        certified = x509.load_der_x509_certificate(leaf).public_key()
         return (certified.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
                 == public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo))
     except Exception:  # noqa: BLE001 - a parser of untrusted input: any failure means no
