@@ -91,7 +91,8 @@ def _resource_keys(resources: list[str] | None) -> tuple[str, ...] | None:
 
 def certificate_jwk(pem: str) -> dict[str, Any]:
     """The public JWK of a self-signed client certificate, with the certificate as ``x5c`` (RFC 8705
-    §2.2.2: what self_signed_tls_client_auth compares the TLS client certificate with)."""
+    §2.2.2: what self_signed_tls_client_auth compares the TLS client certificate with). A certificate
+    that can act as a CA is refused: it would go into the truststore too (oauth/mtls.py ca_problem)."""
     import base64
 
     from cryptography import x509
@@ -99,11 +100,16 @@ def certificate_jwk(pem: str) -> dict[str, Any]:
     from cryptography.hazmat.primitives.serialization import Encoding
 
     from .oauth.jwk import public_jwk
+    from .oauth.mtls import ca_problem
 
     try:
         certificate = x509.load_pem_x509_certificate(pem.encode("ascii"))
     except (ValueError, UnicodeEncodeError):
         raise AdminError("the certificate file is not a PEM certificate") from None
+    problem = ca_problem(certificate)
+    if problem:
+        raise AdminError(f"the certificate {problem}; make it with -addext basicConstraints=critical,CA:FALSE "
+                         "(README: Mutual TLS on a laptop)")
     key = certificate.public_key()
     alg = {rsa.RSAPublicKey: "RS256", ec.EllipticCurvePublicKey: "ES256", ed25519.Ed25519PublicKey: "EdDSA"}
     for kind, name in alg.items():

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import functools
+import io
 import json
 import os
 import sys
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,8 +18,10 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from . import admin, observability
-from .config import ConfigError, Settings, throttle_settings
+from .config import ConfigError, Settings, outbound_settings, throttle_settings
 from .oauth.models import SUPPORTED_AUTH_METHODS, Client, Resource
+from .oauth.mtls import ISSUER_METADATA
+from .oauth.text import printable
 from .routes import SAMPLE_AUTHORIZER_ROUTES
 
 DEMO_RESOURCE = "https://api.example.com/demo"
@@ -59,6 +62,35 @@ def _now() -> int:
     return int(time.time())
 
 
+class _TerminalSafe(io.TextIOBase):
+    """A text stream that passes everything through :func:`printable`: every human-readable line the
+    CLI prints (tables, messages, errors) can carry stored, client-controlled text (a client name, an
+    audit reason from an unauthenticated request), and none of it may drive the operator's terminal."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(printable(text, multiline=True))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+
+@contextlib.contextmanager
+def _terminal_safe_output() -> Any:
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _TerminalSafe(stdout), _TerminalSafe(stderr)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
+
+
 def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, sort_keys=True))
 
@@ -88,21 +120,26 @@ def _resource_view(resource: Resource) -> dict[str, Any]:
 
 
 def _table(rows: list[list[str]], header: list[str]) -> None:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
-    for row in (header, *rows):
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+    cells = [[printable(str(cell)) for cell in row] for row in (header, *rows)]
+    widths = [max(len(cell) for cell in column) for column in zip(*cells)]
+    for row in cells:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
 # -- commands -------------------------------------------------------------------------------------
 def cmd_serve(args: argparse.Namespace) -> int:
     from . import runtime
-    from .server import make_server
+    from .server import Limits, make_server
 
+    fixed = os.environ.get("TOKENMINT_INITIAL_ACCESS_TOKEN")
+    _check_chosen_initial_access_token(fixed, dev=args.dev)
     tls, mtls = _serve_tls(args)
-    server = make_server(args.host, args.port, tls)
+    limits = Limits(**{name: value for name, value in vars(args).items()
+                       if name in Limits.__dataclass_fields__ and value is not None})
+    server = make_server(args.host, args.port, tls, limits)
     # RFC 8705 §5: a second listener that requires a client certificate, like an API Gateway custom
     # domain with mutual TLS; its URL is published as mtls_endpoint_aliases.
-    mtls_server = make_server(args.host, args.mtls_port, mtls) if mtls else None
+    mtls_server = make_server(args.host, args.mtls_port, mtls, limits) if mtls else None
     host = f"[{args.host}]" if ":" in args.host else args.host
     scheme = "https" if tls else "http"
     base_url = f"{scheme}://{host}:{server.server_address[1]}"
@@ -114,6 +151,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                         authorizer_routes={route: tuple(scopes.split())
                                            for route, scopes in SAMPLE_AUTHORIZER_ROUTES.items()},
                         **throttle_settings(os.environ),  # TOKENMINT_AUTH_FAILURE_WINDOW etc. (README)
+                        **outbound_settings(os.environ),  # TOKENMINT_FETCH_DEADLINE
                         mtls_base_url=mtls_base_url)
     issuer = settings.issuer or ""
     backend = runtime.open_backend(settings)
@@ -126,7 +164,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"  mutual TLS (client certificate required): {settings.mtls_base_url}")
     elif settings.mtls_base_url:
         print(f"  client certificates: optional, verified against {args.client_ca}")
-    fixed = os.environ.get("TOKENMINT_INITIAL_ACCESS_TOKEN")
     initial_token = admin.install_serve_token(backend.registrations, fixed, now=_now())
     shown = "from TOKENMINT_INITIAL_ACCESS_TOKEN" if fixed else initial_token
     print(f"  registration: POST {issuer}/register with Authorization: Bearer {shown}")
@@ -149,6 +186,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
             mtls_server.server_close()
         server.server_close()
     return 0
+
+
+def _check_chosen_initial_access_token(value: str | None, *, dev: bool) -> None:
+    """TOKENMINT_INITIAL_ACCESS_TOKEN registers clients with any scope: it must be as strong as a
+    generated token; with --dev a weak one is allowed, loudly."""
+    from .oauth.credentials import chosen_token_weakness
+
+    weakness = chosen_token_weakness(value) if value is not None else None
+    if weakness is None:
+        return
+    advice = ('generate one with: python3 -c "import secrets; print(\'tmiat_\' + secrets.token_urlsafe(32))"'
+              ", or unset it to have one generated")
+    if not dev:
+        raise admin.AdminError(f"TOKENMINT_INITIAL_ACCESS_TOKEN is too weak to guard registration ({weakness}); "
+                               f"{advice} (--dev accepts it for local development)")
+    print(f"WARNING: TOKENMINT_INITIAL_ACCESS_TOKEN is weak ({weakness}): anyone who guesses it can register "
+          f"clients. Accepted because of --dev; never expose this server. ({advice})", file=sys.stderr)
 
 
 def _serve_tls(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -216,6 +270,8 @@ TLS_SUBJECT_OPTIONS = {"--tls-subject-dn": "tls_client_auth_subject_dn", "--tls-
 
 def cmd_client_create(args: argparse.Namespace) -> int:
     metadata = {member: getattr(args, member) for member in TLS_SUBJECT_OPTIONS.values() if getattr(args, member)}
+    if args.tls_issuer_dn:
+        metadata[ISSUER_METADATA] = args.tls_issuer_dn
     if args.certificate_bound:
         metadata["tls_client_certificate_bound_access_tokens"] = True
     if args.dpop_bound:
@@ -397,14 +453,16 @@ def cmd_client_enable(args: argparse.Namespace) -> int:
 
 
 def _http_json(request: urllib.request.Request) -> tuple[int, Any]:
+    """Send ``request`` through tokenmint.outbound (one 10 s deadline, no redirects: a redirect
+    would carry the client's credentials elsewhere; http only to loopback) and read its JSON answer."""
+    from .outbound import FetchError, FetchPolicy, exchange_json
+
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as exc:
-        try:
-            return exc.code, json.load(exc)
-        except ValueError:
-            return exc.code, {"error": f"HTTP {exc.code}"}
+        status, body = exchange_json(request.full_url, FetchPolicy.configured(deadline=10.0),
+                                     data=request.data, headers=dict(request.header_items()))
+    except FetchError as exc:  # the user's own request: what failed is theirs to read
+        raise admin.AdminError(f"{request.full_url.split('?')[0]}: {exc.detail}") from None
+    return status, body if body is not None else {"error": f"HTTP {status}"}
 
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -528,16 +586,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--alg", default=os.environ.get("TOKENMINT_SIGNING_ALG", "RS256"),
                        choices=("RS256", "PS256", "ES256", "EdDSA"), help="token signing algorithm")
     serve.add_argument("--dev", action="store_true",
-                       help="development only: allow private_key_jwt clients' jwks_uri on http and private addresses")
+                       help="development only: allow private_key_jwt clients' jwks_uri on http and private addresses, "
+                            "and a weak TOKENMINT_INITIAL_ACCESS_TOKEN (with a warning)")
     serve.add_argument("--tls-cert", type=Path, metavar="PEM",
                        help="serve HTTPS with this certificate (chain) file; the issuer becomes https://HOST:PORT")
     serve.add_argument("--tls-key", type=Path, metavar="PEM", help="the private key of --tls-cert")
     serve.add_argument("--client-ca", type=Path, metavar="TRUSTSTORE_PEM",
                        help="mutual TLS (RFC 8705): ask for a client certificate (optional) and verify it "
-                            "against this PEM bundle, as an API Gateway custom domain's truststore")
+                            "against this PEM bundle, as an API Gateway custom domain's truststore: the CAs "
+                            "that issue client certificates, and self-signed client certificates that are "
+                            "CA:FALSE (each one is a trust anchor)")
     serve.add_argument("--mtls-port", type=int, metavar="PORT",
                        help="with --client-ca: serve mutual TLS on this second port instead, certificate "
                             "required (0: a free port); its URL is published as mtls_endpoint_aliases")
+    # What slow or numerous connections may hold (server.Limits; README: the `tokenmint serve` commands).
+    for flag, kind, what in (("--max-connections", int, "connections served at once"),
+                             ("--max-connections-per-source", int, "of those, from one address (IPv6: one /64)"),
+                             ("--idle-timeout", float, "seconds a connection may wait for its next request"),
+                             ("--request-timeout", float, "seconds a request's head and body may take, in all")):
+        serve.add_argument(flag, type=kind, metavar="N" if kind is int else "SECONDS", help=what)
     serve.set_defaults(func=cmd_serve)
 
     resource = commands.add_parser("resource", help="protected resources (APIs, MCP servers)")
@@ -570,8 +637,12 @@ def build_parser() -> argparse.ArgumentParser:
     for option, member in TLS_SUBJECT_OPTIONS.items():
         create.add_argument(option, dest=member, metavar="VALUE",
                             help=f"tls_client_auth: the certificate's {member.removeprefix('tls_client_auth_')}")
+    create.add_argument("--tls-issuer-dn", metavar="DN",
+                        help="tls_client_auth, optional: only certificates the CA of this RFC 4514 name issued "
+                             "(e.g. CN=dev CA; `openssl x509 -noout -issuer -nameopt rfc2253`)")
     create.add_argument("--certificate-file", type=Path, metavar="PEM",
-                        help="self_signed_tls_client_auth: the client's certificate (registered as x5c)")
+                        help="self_signed_tls_client_auth: the client's certificate (registered as x5c); "
+                             "it must be CA:FALSE")
     create.add_argument("--certificate-bound", action="store_true",
                         help="bind its tokens to its TLS client certificate (RFC 8705 cnf.x5t#S256)")
     create.add_argument("--dpop-bound", action="store_true", help="require a DPoP proof on every token request")
@@ -670,11 +741,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _observe(args)
-    try:
-        return args.func(args)
-    except (admin.AdminError, ConfigError) as exc:
-        print(f"tokenmint: {exc}", file=sys.stderr)
-        return 2
+    with _terminal_safe_output():
+        try:
+            return args.func(args)
+        except (admin.AdminError, ConfigError) as exc:
+            print(f"tokenmint: {exc}", file=sys.stderr)
+            return 2
 
 
 def _observe(args: argparse.Namespace) -> None:

@@ -11,8 +11,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .oauth.jwk import SIGNING_ALGORITHMS
+from .outbound import DEFAULT_DEADLINE
 
 BACKENDS = ("embedded", "aws")
+MAX_FETCH_DEADLINE = 10.0  # half the functions' timeout: a request also reads, signs and writes
 
 
 class ConfigError(ValueError):
@@ -82,6 +84,9 @@ class Settings:
     # private_key_jwt: fetch jwks_uri from private/loopback addresses and over http (local development only)
     allow_private_jwks_uri: bool = False
     max_assertion_lifetime: int = 600  # seconds a client assertion may live (its exp - now)
+    # Seconds an outbound fetch (a client's jwks_uri) may take in all, DNS included (outbound.py):
+    # well inside the functions' 20 s timeout, so a slow host ends in invalid_client, counted.
+    fetch_deadline: float = DEFAULT_DEADLINE
     # RFC 8705 §5: the base URL of the mutual-TLS endpoints (the API's custom domain with a truststore,
     # or `tokenmint serve --mtls-port`), published as mtls_endpoint_aliases. None: no separate mTLS host.
     mtls_base_url: str | None = None
@@ -96,6 +101,9 @@ class Settings:
     def __post_init__(self) -> None:
         if self.auth_failure_window < 1:
             raise ConfigError("TOKENMINT_AUTH_FAILURE_WINDOW must be at least 1 (seconds)")
+        if not 0 < self.fetch_deadline <= MAX_FETCH_DEADLINE:
+            raise ConfigError(f"TOKENMINT_FETCH_DEADLINE must be more than 0 and at most {MAX_FETCH_DEADLINE:g} "
+                              "seconds (the functions time out after 20)")
         if min(self.auth_failures_per_client_source, self.auth_failures_per_source, self.registrations_per_source) < 0:
             raise ConfigError("TOKENMINT_AUTH_FAILURES_PER_CLIENT_SOURCE, TOKENMINT_AUTH_FAILURES_PER_SOURCE and "
                               "TOKENMINT_REGISTRATIONS_PER_SOURCE must be 0 (off) or more")
@@ -137,6 +145,7 @@ class Settings:
             max_assertion_lifetime=_int(env, "TOKENMINT_MAX_ASSERTION_LIFETIME", 600),
             mtls_base_url=env.get("TOKENMINT_MTLS_BASE_URL") or None,
             **throttle_settings(env),
+            **outbound_settings(env),
         )
 
 
@@ -146,6 +155,15 @@ def throttle_settings(env: Mapping[str, str]) -> dict[str, int]:
             "auth_failures_per_client_source": _int(env, "TOKENMINT_AUTH_FAILURES_PER_CLIENT_SOURCE", 30),
             "auth_failures_per_source": _int(env, "TOKENMINT_AUTH_FAILURES_PER_SOURCE", 100),
             "registrations_per_source": _int(env, "TOKENMINT_REGISTRATIONS_PER_SOURCE", 20)}
+
+
+def outbound_settings(env: Mapping[str, str]) -> dict[str, float]:
+    """The outbound-fetch fields of :class:`Settings` from ``env`` (``tokenmint serve`` reads them too)."""
+    value = env.get("TOKENMINT_FETCH_DEADLINE") or str(DEFAULT_DEADLINE)
+    try:
+        return {"fetch_deadline": float(value)}
+    except ValueError:
+        raise ConfigError("TOKENMINT_FETCH_DEADLINE must be a number of seconds") from None
 
 
 def _validate_mtls_base_url(url: str) -> str:

@@ -83,6 +83,9 @@ class ThrottleStore(Protocol):
         """Add one to the counter ``key`` (0 when new) and return its new value, atomically (of n
         concurrent calls, each sees a different value). The counter may vanish after ``expires_at``."""
 
+    def read_counter(self, key: str, *, now: int) -> int:
+        """The counter ``key``'s value (0 when it does not exist or has expired), without changing it."""
+
     def block_source(self, client_id: str, source: str, until: int, *, now: int) -> None:
         """Record on the client's own record that ``source`` may not authenticate as it before
         ``until`` (``Client.auth_blocks``); nothing when there is no such client. Never changes the

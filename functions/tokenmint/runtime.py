@@ -27,9 +27,13 @@ class Backend:
 def open_backend(settings: Settings) -> Backend:
     backend = _open(settings)
     from .oauth.client_assertion import ClientAssertionVerifier, HttpsJwksFetcher
+    from .outbound import FetchPolicy, fetch_json
 
+    # A client's jwks_uri is the client's choice: public https hosts only, except under --dev.
+    policy = (FetchPolicy.development if settings.allow_private_jwks_uri else FetchPolicy.public)(
+        settings.fetch_deadline)
     backend.assertions = ClientAssertionVerifier(
-        replay=backend.clients, jwks_fetcher=HttpsJwksFetcher(allow_private=settings.allow_private_jwks_uri),
+        replay=backend.clients, jwks_fetcher=HttpsJwksFetcher(lambda url: fetch_json(url, policy)),
         max_lifetime=settings.max_assertion_lifetime)
     from .oauth.throttle import AuthenticationThrottle, ThrottlePolicy
 

@@ -13,10 +13,9 @@ token alone, refuses bound tokens, so code that cannot check a proof never accep
 
 from __future__ import annotations
 
-import json
+import logging
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -24,13 +23,17 @@ from typing import Any, Protocol
 import jwt
 
 from .oauth.access_token import ACCESS_TOKEN_TYP
+from .oauth.errors import challenge
+from .oauth.json_text import unverified_jwt
 from .oauth.jwk import numeric_date
 from .oauth.dpop import DPOP_ALGORITHMS, InvalidDpopProofError, ReplayCache, verify_proof
+from .outbound import FetchError, FetchPolicy, fetch_json
 
 ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
 _KEY_TYPES = {"RS256": "RSA", "PS256": "RSA", "ES256": "EC", "EdDSA": "OKP"}
 DEFAULT_LEEWAY = 30  # seconds of clock skew tolerated on exp, nbf and iat
 MAX_TOKEN_LENGTH = 8192
+_log = logging.getLogger(__name__)
 
 
 class TokenRejected(Exception):
@@ -47,16 +50,9 @@ class TokenRejected(Exception):
 
     def challenge(self, resource_metadata: str | None = None) -> str:
         """The ``WWW-Authenticate`` value (RFC 6750 §3, RFC 9449 §7.1, RFC 9728 §5.1)."""
-        if self.scheme == "DPoP":
-            parts = [f'DPoP algs="{" ".join(DPOP_ALGORITHMS)}"']
-        else:
-            parts = ['Bearer realm="tokenmint"']
-        parts += [f'error="{self.error}"', f'error_description="{self.description}"']
-        if self.scope:
-            parts.append(f'scope="{self.scope}"')
-        if resource_metadata:
-            parts.append(f'resource_metadata="{resource_metadata}"')
-        return ", ".join(parts)
+        first = {"algs": " ".join(DPOP_ALGORITHMS)} if self.scheme == "DPoP" else {"realm": "tokenmint"}
+        return challenge(self.scheme, **first, error=self.error, error_description=self.description,
+                         scope=self.scope or None, resource_metadata=resource_metadata)
 
 
 def invalid(description: str, scheme: str = "Bearer") -> TokenRejected:
@@ -134,13 +130,14 @@ class LocalKeys:
 class RemoteJwks:
     """The issuer's ``jwks_uri``, cached ``ttl`` seconds and re-fetched at once for an unknown
     ``kid`` (at most every ``min_refresh_interval`` seconds), so a rotated key is picked up
-    without letting made-up kids trigger a fetch per request. A failed fetch keeps the old keys."""
+    without letting made-up kids trigger a fetch per request. A failed fetch keeps the old keys.
+    ``policy``: tokenmint.outbound's, for a URL the operator chose (one total deadline, no
+    redirects, http only to loopback)."""
 
     url: str
     ttl: float = 300.0
     min_refresh_interval: float = 10.0
-    timeout: float = 3.0
-    max_bytes: int = 64 * 1024
+    policy: FetchPolicy = FetchPolicy.configured()
     clock: Callable[[], float] = time.monotonic
     _keys: list[dict[str, Any]] = field(default_factory=list, repr=False)
     _fetched_at: float = field(default=float("-inf"), repr=False)
@@ -155,15 +152,16 @@ class RemoteJwks:
             self._fetched_at = self.clock()
             try:
                 keys = self._download().get("keys")
-                if isinstance(keys, list):
-                    self._keys = [k for k in keys if isinstance(k, dict)]
-            except (OSError, ValueError, AttributeError):
-                pass  # keep serving the keys we have; the next refresh tries again
+            except FetchError as exc:  # keep serving the keys we have; the next refresh tries again
+                _log.warning("the issuer's JWKS could not be fetched: %s", exc.detail)
+                return
+            if isinstance(keys, list):
+                self._keys = [k for k in keys if isinstance(k, dict)]
+            else:
+                _log.warning("the issuer's JWKS is not a JWK Set; keeping the keys fetched before")
 
     def _download(self) -> dict[str, Any]:
-        request = urllib.request.Request(self.url, headers={"Accept": "application/json"})
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
-            return json.loads(response.read(self.max_bytes + 1)[: self.max_bytes])
+        return fetch_json(self.url, self.policy, headers={"Accept": "application/json, application/jwk-set+json"})
 
     def key(self, kid: str | None) -> jwt.PyJWK | None:
         if self.clock() - self._fetched_at >= self.ttl:
@@ -179,27 +177,69 @@ class RevocationCheck(Protocol):
     def is_revoked(self, token: VerifiedToken) -> bool: ...
 
 
+class ReplayCacheFullError(Exception):
+    """A bounded replay cache cannot record one more live proof for this partition (or at all)."""
+
+
 @dataclass
 class MemoryReplayCache:
-    """DPoP proof jtis seen by this process (RFC 9449 §11.1), kept until they expire; bounded.
-    Resource servers with several instances can pass a shared cache (the AS's table) instead."""
+    """DPoP proof jtis seen by this process (RFC 9449 §11.1), kept until they expire; bounded per
+    partition (the client the proof's token was issued to) and in all. Resource servers with several
+    instances can pass a shared cache (the AS's table) instead.
 
-    max_entries: int = 100_000
+    A full cache refuses rather than forgets (forgetting a live jti would let its proof be replayed),
+    and the per-client bound keeps that refusal on the client that filled it: one client sending
+    proofs as fast as it can no longer blocks every other client's proofs. Sizing (README, "Checking
+    tokens on the resource-server side"): a proof stays recorded about 300 s (MAX_PROOF_AGE), so a
+    client sending r proofs a second to this process needs 300·r entries; the defaults (10,000 per
+    client, 200,000 in all, about 140 bytes each, so under 30 MB when full) fit a client at ~33
+    requests a second and twenty such clients at once.
+    """
+
+    max_entries: int = 200_000
+    max_entries_per_partition: int = 10_000
     clock: Callable[[], float] = time.time
-    _seen: dict[str, int] = field(default_factory=dict, repr=False)
+    _seen: dict[str | None, dict[bytes, int]] = field(default_factory=dict, repr=False)
+    _size: int = field(default=0, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def use_once(self, key: str, expires_at: int) -> bool:
+    def use_once(self, key: str, expires_at: int, *, partition: str | None = None) -> bool:
+        """Record ``key`` until ``expires_at``; False if it is recorded already. ReplayCacheFullError
+        when ``partition`` (or the whole cache) holds as many live entries as it may."""
+        import hashlib
+
+        digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
         with self._lock:
             now = self.clock()
-            if len(self._seen) >= self.max_entries:
-                self._seen = {k: exp for k, exp in self._seen.items() if exp > now}
-                if len(self._seen) >= self.max_entries:
-                    return False  # full of live proofs: refuse rather than forget one (fail closed)
-            if self._seen.get(key, 0) > now:
+            entries = self._seen.setdefault(partition, {})
+            if entries.get(digest, 0) > now:
                 return False
-            self._seen[key] = expires_at
+            if len(entries) >= self.max_entries_per_partition:
+                self._expire(partition, now)
+                if len(entries) >= self.max_entries_per_partition:
+                    raise ReplayCacheFullError("too many recent DPoP proofs for this client")
+            if self._size >= self.max_entries:
+                for name in list(self._seen):
+                    self._expire(name, now)
+                if self._size >= self.max_entries:
+                    raise ReplayCacheFullError("too many recent DPoP proofs")
+            self._size += digest not in entries
+            entries[digest] = expires_at
+            self._seen.setdefault(partition, entries)
             return True
+
+    def _expire(self, partition: str | None, now: float) -> None:
+        """Drop the partition's expired entries, oldest first (entries are kept in insertion order,
+        and a proof's record lives a fixed time, so the expired ones are at the front)."""
+        entries = self._seen[partition]
+        while entries:
+            oldest = next(iter(entries))
+            if entries[oldest] > now:
+                break
+            del entries[oldest]
+            self._size -= 1
+        if not entries:
+            del self._seen[partition]
 
 
 class TokenVerifier:
@@ -240,18 +280,22 @@ class TokenVerifier:
         if scheme == "dpop":
             if not jkt:
                 raise invalid("this access token is not DPoP-bound: send it as a Bearer token", "DPoP")
-            self._check_proof(token, jkt, dpop, method, url)
+            self._check_proof(token, jkt, dpop, method, url, verified.client_id)
         self._check_certificate(verified, certificate)
         return self._with_scopes(verified, required_scopes)
 
-    def _check_proof(self, token: str, jkt: str, dpop: str | None, method: str, url: str) -> None:
+    def _check_proof(self, token: str, jkt: str, dpop: str | None, method: str, url: str, client_id: str) -> None:
         try:
             proof = verify_proof(dpop, method=method, urls=(url,), now=int(self._clock()), access_token=token)
         except InvalidDpopProofError as exc:
             raise invalid_proof(exc.description) from None
         if proof.jkt != jkt:
             raise invalid_proof("the DPoP proof is not signed by the key the access token is bound to")
-        if not self._dpop_replay.use_once(proof.replay_key, proof.replay_expires_at):
+        try:
+            fresh = self._dpop_replay.use_once(proof.replay_key, proof.replay_expires_at, partition=client_id)
+        except ReplayCacheFullError as exc:
+            raise invalid_proof(f"{exc} at this resource server; retry later") from None
+        if not fresh:
             raise invalid_proof("the DPoP proof was already used")
 
     @staticmethod
@@ -283,8 +327,8 @@ class TokenVerifier:
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise invalid("the access token is malformed")
         try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
+            header, _ = unverified_jwt(token)
+        except ValueError:
             raise invalid("the access token is malformed") from None
         if str(header.get("typ", "")).lower() not in (ACCESS_TOKEN_TYP, "application/" + ACCESS_TOKEN_TYP):
             raise invalid("the token is not a JWT access token (typ at+jwt)")
@@ -359,13 +403,14 @@ class StoreRevocationCheck:
 class IntrospectionRevocationCheck:
     """Revocation through the issuer's introspection endpoint (RFC 7662), as a client with the
     introspection permission. Answers are cached ``cache_seconds`` per token; if the endpoint
-    cannot be reached the token is refused (fail closed)."""
+    cannot be reached the token is refused (fail closed). ``policy``: tokenmint.outbound's, for a
+    URL the operator chose; it follows no redirect, so the credentials go to ``endpoint`` only."""
 
     endpoint: str
     client_id: str
     client_secret: str = field(repr=False)
     cache_seconds: float = 10.0
-    timeout: float = 3.0
+    policy: FetchPolicy = FetchPolicy.configured()
     clock: Callable[[], float] = time.monotonic
     _cache: dict[str, tuple[float, bool]] = field(default_factory=dict, repr=False)
 
@@ -378,15 +423,16 @@ class IntrospectionRevocationCheck:
         from urllib.parse import quote, urlencode
 
         pair = f"{quote(self.client_id, safe='')}:{quote(self.client_secret, safe='')}".encode()
-        request = urllib.request.Request(
-            self.endpoint, data=urlencode({"token": token.token, "token_type_hint": "access_token"}).encode(),
-            headers={"Authorization": "Basic " + base64.b64encode(pair).decode(),
-                     "Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
-                active = json.loads(response.read(65536)).get("active") is True
-        except (OSError, ValueError):
+            answer = fetch_json(
+                self.endpoint, self.policy,
+                data=urlencode({"token": token.token, "token_type_hint": "access_token"}).encode(),
+                headers={"Authorization": "Basic " + base64.b64encode(pair).decode(),
+                         "Content-Type": "application/x-www-form-urlencoded"})
+        except FetchError as exc:
+            _log.warning("the introspection endpoint could not be asked: %s", exc.detail)
             raise invalid("the token's revocation status cannot be checked") from None
+        active = answer.get("active") is True
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[token.jti] = (now, not active)

@@ -243,8 +243,10 @@ def private_key_jwt(store) -> Callable[[], dict]:
     return make
 
 
-def client_certificate() -> tuple[Any, str]:
-    """A self-signed client certificate (API Gateway would have checked its chain) and its PEM."""
+def client_certificate(*, issued: bool = False) -> tuple[Any, str]:
+    """A client certificate (API Gateway would have checked its chain) and its PEM: self-signed, or
+    ``issued`` by a throwaway CA, as tls_client_auth requires (a self-signed one authenticates only
+    the self_signed_tls_client_auth client that registered it)."""
     import datetime
 
     from cryptography import x509
@@ -254,17 +256,23 @@ def client_certificate() -> tuple[Any, str]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench-agent")])
+    issuer_name, signer = name, key
+    if issued:
+        issuer_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench CA")])
+        signer = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer_name).public_key(key.public_key())
                    .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-                   .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                   .sign(signer, hashes.SHA256()))
     return certificate, certificate.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def tls_client_auth(store) -> Callable[[], dict]:
     from tokenmint.oauth.models import Client
 
-    _, pem = client_certificate()
+    _, pem = client_certificate(issued=True)
     store.create_client(Client("tmc_mtls", "tls_client_auth", ("tools:read",), 1_700_000_000,
                                metadata={"tls_client_auth_subject_dn": "CN=bench-agent"}))
     return lambda: form_event({"client_id": "tmc_mtls"}, certificate_pem=pem)

@@ -17,7 +17,7 @@ from support.server import start_server, stop
 
 WINDOW = 3
 PER_CLIENT_SOURCE, PER_SOURCE, REGISTRATIONS = 4, 8, 2
-INITIAL_ACCESS_TOKEN = "tmiat_abuse0000000000000000000000000000000000000000"
+INITIAL_ACCESS_TOKEN = "tmiat_abuseQ7vX2kLp9RzT4mWc8bNy1HdFgJs6uE3oK5aZ"
 ENV = {"TOKENMINT_AUTH_FAILURE_WINDOW": str(WINDOW),
        "TOKENMINT_AUTH_FAILURES_PER_CLIENT_SOURCE": str(PER_CLIENT_SOURCE),
        "TOKENMINT_AUTH_FAILURES_PER_SOURCE": str(PER_SOURCE),
@@ -136,3 +136,22 @@ def test_given_registrations_from_one_address_then_429_past_the_limit_and_nothin
     assert_throttled(register(busy))
     assert register(other).status_code == 201
     assert len(json.loads(server.cli("client", "list", "--json").stdout)) == before + REGISTRATIONS + 1
+
+
+def test_given_an_address_over_its_failure_limit_then_right_credentials_from_it_are_not_even_checked(server, client):
+    # Security review finding 5: past the limit, a correct guess used to succeed (201 on the 143rd guess)
+    guesser = from_address("127.0.0.6")
+    fresh_window()
+    wrong = [guesser.post(server.metadata["registration_endpoint"], json={"scope": "abuse:read"}, timeout=5,
+                          headers={"Authorization": "Bearer tmiat_guess" + str(i)}).status_code
+             for i in range(PER_SOURCE)]
+    assert wrong == [401] * PER_SOURCE
+    before = len(json.loads(server.cli("client", "list", "--json").stdout))
+    # When it then presents the right initial access token, and a client's right secret
+    assert_throttled(guesser.post(server.metadata["registration_endpoint"], json={"scope": "abuse:read"},
+                                  timeout=5, headers={"Authorization": "Bearer " + INITIAL_ACCESS_TOKEN}))
+    assert_throttled(token_request(server, guesser, client["client_id"], client["client_secret"]))
+    # Then both are refused, nothing was registered, and other addresses are served
+    assert len(json.loads(server.cli("client", "list", "--json").stdout)) == before
+    verified(server, token_request(server, from_address("127.0.0.7"), client["client_id"], client["client_secret"]),
+             client["client_id"])

@@ -81,3 +81,29 @@ def test_nothing_secret_in_the_trail_or_the_servers_output_and_no_metrics_on_std
     assert '"action":"token.issued"' in log and '"_aws"' not in log
     for name, secret in trail["secrets"].items():  # the start banner shows two of them, once
         assert log.count(secret) == (1 if name in ("demo secret", "initial access token") else 0), name
+
+
+def test_given_terminal_escapes_in_stored_text_then_the_cli_prints_them_escaped(server, trail):
+    # Security review finding 10: an unauthenticated DPoP proof put escape sequences (its htm) into
+    # the audit trail's reason, and the CLI printed stored text raw: on a terminal they erased rows.
+    from support.dpop import DpopKey
+
+    erase = "\x1b[2J\x1b[H\r\u202e"
+    proof = DpopKey().proof("POST", server.issuer + "/token", htm="POST" + erase)
+    refused = requests.post(server.issuer + "/token", timeout=10, headers={"DPoP": proof},
+                            auth=(trail["demo"], trail["secrets"]["demo secret"]),
+                            data={"grant_type": "client_credentials", "resource": DEMO})
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_dpop_proof"
+    (denied,) = [e for e in audit(server, "--action", "token.denied") if e["outcome"] == "invalid_dpop_proof"]
+    assert erase not in denied["reason"] and "\x1b" not in denied["reason"]  # the client's text is not echoed
+    # Stored text holding escapes (an older trail, an operator's paste) is shown as escapes
+    server.cli("client", "create", "--scope", "demo:read", "--name", f"a{erase}b")
+    server.cli("iat", "create", "--scope", "demo:read", "--description", f"d{erase}")
+    for command in (("audit",), ("client", "list"), ("iat", "list")):
+        shown = server.cli(*command)
+        for output in (shown.stdout, shown.stderr):
+            assert not any(c in output for c in "\x1b\r\u202e"), command
+    assert r"a\x1b[2J\x1b[H\r\u202eb" in server.cli("client", "list").stdout
+    assert r"d\x1b[2J" in server.cli("audit", "--action", "iat.").stdout
+    # and --json keeps the exact value for programs (JSON escapes it)
+    assert f"a{erase}b" in [c["client_name"] for c in json.loads(server.cli("client", "list", "--json").stdout)]

@@ -16,6 +16,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from support import pki
 from support.server import read_banner, start_server, stop
+from tokenmint.adapters.embedded.sqlite import SqliteDatabase, SqliteStore
+from tokenmint.oauth.jwk import public_jwk
+from tokenmint.oauth.models import Client
 
 
 @pytest.fixture(scope="module")
@@ -24,12 +27,19 @@ def certs(tmp_path_factory):
     ca = pki.CertificateAuthority(directory / "ca")
     mine = pki.self_signed_client(directory / "mine", "self-signed agent")
     unregistered = pki.self_signed_client(directory / "other", "unregistered agent")
+    # What a plain `openssl req -x509` makes (the old README did): CA:TRUE. In the truststore anyway,
+    # its holder can issue certificates that verify, with any client's subject.
+    ca_capable = pki.self_signed_client(directory / "legacy", "legacy agent", ca=True)
+    partner_ca = pki.CertificateAuthority(directory / "partner", "partner CA")  # a second CA (RFC 8705 §7.4)
     return {
         "ca": ca, "server": ca.issue_server(),
         "agent": ca.issue_client("billing agent", dns=["billing.agents.example.com"]),
         "impostor": ca.issue_client("impostor", dns=["impostor.agents.example.com"]),
-        "self_signed": mine, "unregistered": unregistered,
-        "truststore": pki.truststore(directory / "truststore.pem", ca, mine, unregistered),
+        "self_signed": mine, "unregistered": unregistered, "ca_capable": ca_capable,
+        "partner_agent": partner_ca.issue_client("partner agent", dns=["billing.agents.example.com"]),
+        # signed by the CA-capable certificate's key, with the billing agent's SAN
+        "minted": pki.issue_with(ca_capable, directory / "minted", "minted", dns=["billing.agents.example.com"]),
+        "truststore": pki.truststore(directory / "truststore.pem", ca, mine, unregistered, ca_capable, partner_ca),
     }
 
 
@@ -57,6 +67,8 @@ def clients(server, certs, tmp_path_factory):
                               "--certificate-file", str(certs["self_signed"].cert_file)),
         "bound": create("--auth-method", "tls_client_auth", "--tls-san-dns", "billing.agents.example.com",
                         "--certificate-bound"),
+        "issuer_bound": create("--auth-method", "tls_client_auth", "--tls-san-dns", "billing.agents.example.com",
+                               "--tls-issuer-dn", certs["ca"].certificate.subject.rfc4514_string()),
         "secret": create(),
     }
 
@@ -188,3 +200,63 @@ def test_registration_validates_mtls_metadata(server):
         answer = register(bad)
         assert answer.status_code == 400, (bad, answer.text)
         assert answer.json()["error"] == "invalid_client_metadata"
+
+
+def self_signed_jwk(credential) -> dict:
+    return {**public_jwk(credential.key.public_key(), "ES256"),
+            "x5c": [base64.b64encode(credential.certificate.public_bytes(Encoding.DER)).decode()]}
+
+
+def test_the_cli_refuses_a_self_signed_certificate_that_can_act_as_a_ca(server, certs):
+    # Given a CA:TRUE self-signed certificate, as a plain `openssl req -x509` makes it
+    # When an admin creates a self_signed_tls_client_auth client with it
+    result = server.cli("client", "create", "--scope", "tools:echo", "--auth-method", "self_signed_tls_client_auth",
+                        "--certificate-file", str(certs["ca_capable"].cert_file), check=False)
+
+    # Then the command fails, says why and how to make a usable one, and creates nothing
+    assert result.returncode != 0 and result.stdout == ""
+    assert "can act as a CA (basicConstraints CA:TRUE)" in result.stderr
+    assert "basicConstraints=critical,CA:FALSE" in result.stderr
+
+
+def test_registration_refuses_a_self_signed_certificate_that_can_act_as_a_ca(server, certs):
+    # Given a client registering a CA:TRUE self-signed certificate as its x5c (RFC 7591)
+    initial = json.loads(server.cli("iat", "create", "--scope", "tools:echo", "--json").stdout)["initial_access_token"]
+    document = {"scope": "tools:echo", "token_endpoint_auth_method": "self_signed_tls_client_auth",
+                "jwks": {"keys": [self_signed_jwk(certs["ca_capable"])]}}
+
+    # When it registers
+    answer = requests.post(server.metadata["registration_endpoint"], json=document, verify=server.verify, timeout=10,
+                           headers={"Authorization": f"Bearer {initial}"})
+
+    # Then it gets invalid_client_metadata saying why
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"] == "invalid_client_metadata"
+    assert "can act as a CA (basicConstraints CA:TRUE)" in answer.json()["error_description"]
+
+
+def test_a_ca_capable_certificate_in_the_truststore_does_not_authenticate_its_self_signed_client(server, certs):
+    # Given a self-signed client registered with a CA:TRUE certificate before such certificates were
+    # refused (written straight to the store), and that certificate in the truststore: the handshake passes
+    client = Client("tmc_legacy_self_signed", "self_signed_tls_client_auth", ("tools:echo",), created_at=0,
+                    metadata={"jwks": {"keys": [self_signed_jwk(certs["ca_capable"])]}})
+    SqliteStore(SqliteDatabase(server.data_dir / "tokenmint.db")).create_client(client)
+
+    # When it asks for a token with that certificate, then it is refused
+    response = token_request(server, certs, client.client_id, "ca_capable")
+    assert (response.status_code, response.json().get("error")) == (401, "invalid_client")
+
+
+def test_a_client_bound_to_its_issuer_accepts_only_that_cas_certificates(server, certs, clients):
+    # Given a tls_client_auth client bound to the CA that issues its certificate (--tls-issuer-dn), and
+    # two other issuers in the truststore that can make a certificate with its SAN: a second CA, and
+    # the CA-capable self-signed certificate
+    client_id = clients["issuer_bound"]["client_id"]
+    assert clients["issuer_bound"]["tokenmint_tls_client_auth_issuer_dn"] == \
+        certs["ca"].certificate.subject.rfc4514_string()
+
+    # When each certificate asks for a token, then only the registered CA's gets one
+    assert token_request(server, certs, client_id, "agent").status_code == 200
+    for cert in ("partner_agent", "minted"):
+        response = token_request(server, certs, client_id, cert)
+        assert (response.status_code, response.json().get("error")) == (401, "invalid_client"), cert

@@ -2,6 +2,8 @@
 metadata document, RFC 7591 and RFC 7592 (no tokenmint code on the client side)."""
 
 import json
+import os
+import subprocess
 import threading
 import time
 
@@ -10,7 +12,7 @@ import requests
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from support.server import read_banner, start_server, stop
+from support.server import TOKENMINT, read_banner, start_server, stop
 
 API = "https://api.example.com/agents"
 
@@ -152,10 +154,32 @@ def test_given_serve_when_started_then_it_prints_a_working_initial_access_token_
         assert register(server, printed, scope="demo:read").status_code == 201
     finally:
         stop(process)
-    process, server = start_server(tmp_path / "printed", env={"TOKENMINT_INITIAL_ACCESS_TOKEN": "tmiat_fixed_dev"})
+    process, server = start_server(tmp_path / "printed", env={"TOKENMINT_INITIAL_ACCESS_TOKEN": FIXED})
     try:
         read_banner(process, server, "registration:")
-        assert register(server, "tmiat_fixed_dev", scope="demo:read").status_code == 201
+        assert register(server, FIXED, scope="demo:read").status_code == 201
         assert register(server, printed, scope="demo:read").status_code == 401  # replaced on restart
+    finally:
+        stop(process)
+
+
+FIXED = "tmiat_fixedR8wQ2zX5cV7bN1mK4jH6gF9dS3aP0oIuY"
+
+
+@pytest.mark.parametrize("weak", ["tmiat_fixed_dev", "tmiat_" + "ab" * 30])
+def test_given_a_guessable_initial_access_token_then_serve_refuses_to_start_unless_dev_says_so_loudly(tmp_path, weak):
+    # Given a short or repetitive TOKENMINT_INITIAL_ACCESS_TOKEN (security review finding 5)
+    env = {**os.environ, "TOKENMINT_INITIAL_ACCESS_TOKEN": weak}
+    # When serve starts without --dev, Then it exits at once, naming the variable, before it listens
+    refused = subprocess.run([*TOKENMINT, "serve", "--port", "0", "--data-dir", str(tmp_path / "weak")],
+                             capture_output=True, text=True, timeout=30, env=env)
+    assert refused.returncode != 0 and "TOKENMINT_INITIAL_ACCESS_TOKEN is too weak" in refused.stderr
+    assert weak not in refused.stderr + refused.stdout
+    # And with --dev it serves, with a warning on stderr, and the value works
+    process, server = start_server(tmp_path / "dev", "--dev", env={"TOKENMINT_INITIAL_ACCESS_TOKEN": weak})
+    try:
+        banner = read_banner(process, server, "registration:")
+        assert "WARNING: TOKENMINT_INITIAL_ACCESS_TOKEN is weak" in banner and weak not in banner
+        assert register(server, weak, scope="demo:read").status_code == 201
     finally:
         stop(process)

@@ -134,9 +134,11 @@ def restore(table: str, items: list[dict], current: list[dict]) -> None:
 # by a failed request: rate-limit counters (RFC 6749 §10.10 defence: counted first, best effort) and
 # a private_key_jwt assertion's jti (spent before the token is signed, so a replay can never win;
 # after a failure the client signs a new assertion, as RFC 7523 clients do for every request).
-# last_used_at (the usage stamp) is best effort too: a failed stamp never fails a token.
+# last_used_at (the usage stamp) is best effort too: a failed stamp never fails a token, and so is
+# the registration endpoints' read of their source's failure counter (an unreadable counter lets the
+# request be checked as usual: it is counted, and refused at the limit, by the write).
 SIDE_RECORDS = ("THROTTLE#", "ASSERTION#")
-BEST_EFFORT_CALLS = ("dynamodb:UpdateItem THROTTLE", "dynamodb:UpdateItem CLIENT")
+BEST_EFFORT_CALLS = ("dynamodb:UpdateItem THROTTLE", "dynamodb:UpdateItem CLIENT", "dynamodb:GetItem THROTTLE")
 # Values each run draws anew (ids, hashes, times): a change is compared by its shape.
 VOLATILE = re.compile(r"(tmc_|sha256:)[A-Za-z0-9_\-]+|\b1[6-9]\d{8}\b")
 

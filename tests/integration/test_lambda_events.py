@@ -462,7 +462,8 @@ def test_given_a_read_when_invoked_then_client_information_without_secrets(deplo
 def test_given_registration_requests_when_invoked_then_only_the_calls_its_role_allows(deployed, table):
     # The RegistrationFunction's role (template.yaml) allows GetItem, PutItem, UpdateItem and
     # DeleteItem on the table; IAM authorises TransactWriteItems item by item (Update, Put, Delete;
-    # no ConditionCheck, so no ConditionCheckItem). Never Query, never KMS.
+    # no ConditionCheck, so no ConditionCheckItem). Never Query, never KMS. (Which items each may
+    # touch: test_iam_leading_keys.py.)
     deployed()
     calls: Counter = Counter()
     transact_items: Counter = Counter()
@@ -475,16 +476,17 @@ def test_given_registration_requests_when_invoked_then_only_the_calls_its_role_a
     aws_client("dynamodb", "us-east-1").meta.events.register(
         "before-parameter-build.dynamodb.TransactWriteItems", record_transaction)
 
-    # GetItem + UpdateItem (the source's registration counter) + Transact(Update, Put)
+    # Every request first reads its source's failure counter (GetItem), before any bearer token.
+    # GetItem ×2 + UpdateItem (the source's registration counter) + Transact(Update, Put)
     assert invoke("registration_create.json")["statusCode"] == 201
-    assert invoke("registration_read.json")["statusCode"] == 200  # GetItem
-    assert invoke("registration_update.json")["statusCode"] == 200  # GetItem + PutItem; rotates the token
+    assert invoke("registration_read.json")["statusCode"] == 200  # GetItem ×2
+    assert invoke("registration_update.json")["statusCode"] == 200  # GetItem ×2 + PutItem; rotates the token
     store = store_of(table)  # (a client of its own: not recorded) give the event's token back
     client = store.get_client(REGISTERED_CLIENT)
     store.update_client(client.with_changes(registration_access_token_hash=hash_secret(REGISTRATION_ACCESS_TOKEN)))
-    assert invoke("registration_delete.json")["statusCode"] == 204  # GetItem + Transact(Delete, Put)
+    assert invoke("registration_delete.json")["statusCode"] == 204  # GetItem ×2 + Transact(Delete, Put)
 
-    assert calls == Counter({"GetItem": 4, "TransactWriteItems": 2, "PutItem": 1, "UpdateItem": 1})
+    assert calls == Counter({"GetItem": 8, "TransactWriteItems": 2, "PutItem": 1, "UpdateItem": 1})
     assert transact_items == Counter({"Update": 1, "Put": 2, "Delete": 1})
 
 

@@ -257,6 +257,14 @@ def test_given_a_counter_when_added_to_then_it_counts_from_one_per_key(store):
     assert store.add_to_counter("client#120#198.51.100.7#tmc_1", now=120, expires_at=180) == 1  # the next window
 
 
+def test_given_a_counter_when_read_then_it_is_its_count_unchanged_and_0_once_expired_or_absent(store):
+    for _ in range(2):
+        store.add_to_counter("source#60#198.51.100.7", now=100, expires_at=120)
+    assert [store.read_counter("source#60#198.51.100.7", now=100) for _ in range(2)] == [2, 2]
+    assert store.read_counter("source#60#198.51.100.8", now=100) == 0
+    assert store.read_counter("source#60#198.51.100.7", now=120) == 0  # its window is over
+
+
 def test_given_concurrent_failures_when_counted_then_each_sees_its_own_count(racing_store):
     seen = []
     race(lambda i: seen.append(racing_store.add_to_counter("source#0#198.51.100.7", now=10, expires_at=60)), 8)

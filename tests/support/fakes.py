@@ -60,7 +60,7 @@ class InMemoryStore:
     def is_token_revoked(self, jti: str) -> bool:
         return jti in self.revoked
 
-    def use_once(self, key: str, expires_at: int) -> bool:
+    def use_once(self, key: str, expires_at: int, *, partition: str | None = None) -> bool:
         if key in self.used:
             return False
         self.used[key] = expires_at
@@ -97,6 +97,11 @@ class InMemoryStore:
             count = 0
         self.counters[key] = (count + 1, expires_at)
         return count + 1
+
+    def read_counter(self, key: str, *, now: int) -> int:
+        self.reads += 1
+        count, expiry = self.counters.get(key, (0, now))
+        return count if expiry > now else 0
 
     def block_source(self, client_id: str, source: str, until: int, *, now: int) -> None:
         self.writes += 1

@@ -46,74 +46,93 @@ def grant(action: str, resource: str, condition: dict[str, Any] | None = None) -
     return action, resource, json.dumps(condition, sort_keys=True) if condition else None
 
 
+def items(*partition_keys: str) -> dict[str, Any]:
+    """The condition of a table grant: every item the call touches has one of these partition keys
+    (pk; ``*`` matches any characters), in the key design of adapters/aws/dynamodb.py."""
+    return {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": list(partition_keys)}}
+
+
+# The table's item types by partition key (adapters/aws/dynamodb.py).
+CLIENTS = "CLIENT#*"  # a client, and its deletion mark
+RESOURCES = "RESOURCE"  # the resource registry, one partition
+INITIAL_ACCESS_TOKENS = "IAT#*"
+REVOKED_TOKENS = "JTI#*"
+KEY_RECORDS = "KEY"  # the signing key records, one partition
+REPLAY_RECORDS = "ASSERTION#*"  # spent client assertion jtis and DPoP proof jtis
+COUNTERS = "THROTTLE#*"  # failed-authentication and registration counters
+
 # (action, resource, condition) each function's role must allow, and nothing else (single-region
-# primary stack; the table is "Table.Arn"). TokenFunction: GetItem (the client), Query (the
-# resource registry, the key records), UpdateItem (the client's usage stamp), Sign (the token) and
-# GetPublicKey (the deployed key's kid, before the first rotation). DiscoveryFunction: Query
-# (scopes_supported, the key records), GetPublicKey (the JWKS before the first rotation).
-# RegistrationFunction: GetItem (the initial access token, the client), PutItem (an update), and the
-# items of its TransactWriteItems calls, which IAM authorises one by one: UpdateItem + PutItem
-# (register: spend the token, create the client), DeleteItem + PutItem (delete: the client, its
-# deletion mark). It uses no ConditionCheck item, so no dynamodb:ConditionCheckItem; it never lists
-# (no Query) and never signs (no KMS). RevocationFunction: GetItem (the calling client; the token's
-# client and revocation entry, read by the revocation check), PutItem (the revocation entry), Query
-# (the key records), GetPublicKey (verifying the token). IntrospectionFunction: the same reads, and
-# PutItem (a private_key_jwt caller's assertion jti). Token, revocation, introspection and
-# registration functions: UpdateItem for the failed-authentication counters and blocks. ToolsFunction and AuthorizerFunction: GetItem (the revocation check: the token's revocation
-# entry and client), Query and GetPublicKey. Only the token function signs. Every KMS grant is by
-# the stack tag, since the rotation creates keys whose ARNs the template cannot know.
-# KeyRotationFunction: Query (the key records) and PutItem (a record; the Puts of its transactions);
-# CreateKey only of signing keys tagged with the stack and nothing else, TagResource (needed by
-# CreateKey's Tags) of that tag only, CreateAlias on this stack's aliases and owned keys (it is
-# authorised on both), and the lifecycle calls on owned keys.
+# primary stack; the table is "Table.Arn"). Every table grant names the item types it may touch
+# (dynamodb:LeadingKeys); IAM authorises each item of a TransactWriteItems with its own action.
+# TokenFunction: GetItem (the client), Query (the resource registry, the key records), UpdateItem
+# (the client's usage stamp; on failures, a block on the client and the counters), PutItem (a
+# private_key_jwt assertion's or a DPoP proof's jti), Sign (the token) and GetPublicKey (the
+# deployed key's kid, before the first rotation). DiscoveryFunction: Query (scopes_supported, the
+# key records), GetPublicKey (the JWKS before the first rotation). RegistrationFunction: GetItem (the
+# source's failure counter, the initial access token, the client), UpdateItem (the counters; register
+# spends the initial access token, an Update item), PutItem and DeleteItem on the client's partition
+# (an update; register's Put of the client; delete's Delete of the client and Put of its deletion
+# mark). It uses no ConditionCheck item, so no dynamodb:ConditionCheckItem; it never lists (no
+# Query) and never signs (no KMS). RevocationFunction: GetItem (the calling client; the token's
+# client and revocation entry, read by the revocation check), PutItem (the revocation entry, and a
+# private_key_jwt caller's assertion jti), Query (the key records), UpdateItem (a failing caller's
+# counters and block), GetPublicKey (verifying the token). IntrospectionFunction: the same, but its
+# PutItem is only the assertion jti. ToolsFunction and AuthorizerFunction: GetItem (the revocation
+# check: the token's revocation entry and client), Query (the key records), PutItem (a DPoP proof's
+# jti) and GetPublicKey. Only the token function signs. Every KMS grant is by the stack tag, since
+# the rotation creates keys whose ARNs the template cannot know.
+# KeyRotationFunction: Query and PutItem on the key records only (a record; the Puts of its
+# transactions); CreateKey only of signing keys tagged with the stack and nothing else, TagResource
+# (needed by CreateKey's Tags) of that tag only, CreateAlias on this stack's aliases and owned keys
+# (it is authorised on both), and the lifecycle calls on owned keys.
 EXPECTED_GRANTS = {
     "TokenFunction": {
-        grant("dynamodb:GetItem", "Table.Arn"),
-        grant("dynamodb:Query", "Table.Arn"),
-        grant("dynamodb:UpdateItem", "Table.Arn"),
-        grant("dynamodb:PutItem", "Table.Arn"),
+        grant("dynamodb:GetItem", "Table.Arn", items(CLIENTS)),
+        grant("dynamodb:Query", "Table.Arn", items(RESOURCES, KEY_RECORDS)),
+        grant("dynamodb:UpdateItem", "Table.Arn", items(CLIENTS, COUNTERS)),
+        grant("dynamodb:PutItem", "Table.Arn", items(REPLAY_RECORDS)),
         grant("kms:Sign", KEYS, OWNED),
         grant("kms:GetPublicKey", KEYS, OWNED),
     },
     "DiscoveryFunction": {
-        grant("dynamodb:Query", "Table.Arn"),
+        grant("dynamodb:Query", "Table.Arn", items(RESOURCES, KEY_RECORDS)),
         grant("kms:GetPublicKey", KEYS, OWNED),
     },
     "RegistrationFunction": {
-        grant("dynamodb:GetItem", "Table.Arn"),
-        grant("dynamodb:PutItem", "Table.Arn"),
-        grant("dynamodb:UpdateItem", "Table.Arn"),
-        grant("dynamodb:DeleteItem", "Table.Arn"),
+        grant("dynamodb:GetItem", "Table.Arn", items(COUNTERS, INITIAL_ACCESS_TOKENS, CLIENTS)),
+        grant("dynamodb:UpdateItem", "Table.Arn", items(COUNTERS, INITIAL_ACCESS_TOKENS)),
+        grant("dynamodb:PutItem", "Table.Arn", items(CLIENTS)),
+        grant("dynamodb:DeleteItem", "Table.Arn", items(CLIENTS)),
     },
     "RevocationFunction": {
-        grant("dynamodb:GetItem", "Table.Arn"),
-        grant("dynamodb:PutItem", "Table.Arn"),
-        grant("dynamodb:Query", "Table.Arn"),
-        grant("dynamodb:UpdateItem", "Table.Arn"),
+        grant("dynamodb:GetItem", "Table.Arn", items(CLIENTS, REVOKED_TOKENS)),
+        grant("dynamodb:PutItem", "Table.Arn", items(REVOKED_TOKENS, REPLAY_RECORDS)),
+        grant("dynamodb:Query", "Table.Arn", items(KEY_RECORDS)),
+        grant("dynamodb:UpdateItem", "Table.Arn", items(CLIENTS, COUNTERS)),
         grant("kms:GetPublicKey", KEYS, OWNED),
     },
     "IntrospectionFunction": {
-        grant("dynamodb:GetItem", "Table.Arn"),
-        grant("dynamodb:Query", "Table.Arn"),
-        grant("dynamodb:PutItem", "Table.Arn"),
-        grant("dynamodb:UpdateItem", "Table.Arn"),
+        grant("dynamodb:GetItem", "Table.Arn", items(CLIENTS, REVOKED_TOKENS)),
+        grant("dynamodb:Query", "Table.Arn", items(KEY_RECORDS)),
+        grant("dynamodb:PutItem", "Table.Arn", items(REPLAY_RECORDS)),
+        grant("dynamodb:UpdateItem", "Table.Arn", items(CLIENTS, COUNTERS)),
         grant("kms:GetPublicKey", KEYS, OWNED),
     },
     "ToolsFunction": {
-        grant("dynamodb:GetItem", "Table.Arn"),
-        grant("dynamodb:Query", "Table.Arn"),
-        grant("dynamodb:PutItem", "Table.Arn"),  # DPoP proof jtis (RFC 9449 §11.1)
+        grant("dynamodb:GetItem", "Table.Arn", items(REVOKED_TOKENS, CLIENTS)),
+        grant("dynamodb:Query", "Table.Arn", items(KEY_RECORDS)),
+        grant("dynamodb:PutItem", "Table.Arn", items(REPLAY_RECORDS)),  # DPoP proof jtis (RFC 9449 §11.1)
         grant("kms:GetPublicKey", KEYS, OWNED),
     },
     "AuthorizerFunction": {
-        grant("dynamodb:GetItem", "Table.Arn"),
-        grant("dynamodb:Query", "Table.Arn"),
-        grant("dynamodb:PutItem", "Table.Arn"),  # DPoP proof jtis (RFC 9449 §11.1)
+        grant("dynamodb:GetItem", "Table.Arn", items(REVOKED_TOKENS, CLIENTS)),
+        grant("dynamodb:Query", "Table.Arn", items(KEY_RECORDS)),
+        grant("dynamodb:PutItem", "Table.Arn", items(REPLAY_RECORDS)),  # DPoP proof jtis (RFC 9449 §11.1)
         grant("kms:GetPublicKey", KEYS, OWNED),
     },
     "KeyRotationFunction": {
-        grant("dynamodb:Query", "Table.Arn"),
-        grant("dynamodb:PutItem", "Table.Arn"),
+        grant("dynamodb:Query", "Table.Arn", items(KEY_RECORDS)),
+        grant("dynamodb:PutItem", "Table.Arn", items(KEY_RECORDS)),
         grant("kms:CreateKey", "*", SIGNING_KEYS_TAGGED_WITH_THE_STACK),
         grant("kms:TagResource", KEYS, TAGGED_WITH_THE_STACK_ONLY),
         grant("kms:CreateAlias", STACK_ALIASES),

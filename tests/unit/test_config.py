@@ -45,3 +45,14 @@ def test_given_a_zero_duration_for_an_expiry_then_refused_rather_than_never_expi
 
     with pytest.raises(AdminError, match="longer than zero"):
         positive_duration(value)
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-1", "nan", "inf", "20"])
+def test_given_a_fetch_deadline_that_is_not_well_inside_the_function_timeout_then_config_error(value):
+    with pytest.raises(ConfigError, match="TOKENMINT_FETCH_DEADLINE"):
+        Settings.from_env({"TOKENMINT_FETCH_DEADLINE": value})
+
+
+def test_given_a_fetch_deadline_when_read_then_seconds_defaulting_to_five():
+    assert Settings.from_env({}).fetch_deadline == 5.0
+    assert Settings.from_env({"TOKENMINT_FETCH_DEADLINE": "2.5"}).fetch_deadline == 2.5

@@ -233,3 +233,110 @@ def test_given_missing_scope_with_a_good_proof_then_insufficient_scope(verifier,
         "DPoP " + issued, method="GET", url=TOOL_URL, dpop=key.proof("GET", TOOL_URL, iat=NOW, access_token=issued),
         required_scopes=["tools:admin"]))
     assert (error.error, error.status_code) == ("insufficient_scope", 403)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.5, 0.999])
+def test_given_a_proof_then_its_replay_record_outlives_every_second_it_is_accepted(key, fraction):
+    # The sibling of security review finding 8: a spent jti must be remembered while its proof is accepted
+    iat = NOW + fraction
+    proof = key.proof("POST", TOKEN_URL, iat=iat)
+    accepted = [now for now in range(NOW - 60, NOW + 400)
+                if _accepted(lambda: verify_proof(proof, method="POST", urls=(TOKEN_URL,), now=now))]
+    checked = verify_proof(proof, method="POST", urls=(TOKEN_URL,), now=NOW)
+    assert accepted and checked.replay_expires_at > max(accepted)
+
+
+def _accepted(check) -> bool:
+    try:
+        check()
+    except InvalidDpopProofError:
+        return False
+    return True
+
+
+def test_given_a_proof_whose_htm_carries_a_header_then_no_challenge_carries_it(verifier, issued, key):
+    # Security review finding 9: htm (client-controlled) was copied into the WWW-Authenticate header
+    proof = key.proof("GET", TOOL_URL, iat=NOW, access_token=issued, htm="GET\r\nSet-Cookie: x=1")
+    error = rejected(lambda: verifier.verify_request("DPoP " + issued, method="GET", url=TOOL_URL, dpop=proof))
+    assert error.error == "invalid_dpop_proof"
+    value = error.challenge("https://api.example.com/.well-known/oauth-protected-resource")
+    assert "Set-Cookie" not in error.description and not any(c in value for c in "\r\n\0")
+
+
+@pytest.mark.parametrize("text", ['say "hi"\r\nSet-Cookie: a=b', "tab\there", "back\\slash", "naïve\x1b[2J", "\u2028"])
+def test_every_challenge_value_is_a_quoted_string_of_rfc6750_characters(text):
+    from tokenmint.oauth.errors import InvalidClientError, InvalidTokenError, challenge
+
+    rendered = [challenge("Bearer", realm="tokenmint", error_description=text),
+                InvalidTokenError(text).headers["WWW-Authenticate"],
+                InvalidClientError(text).headers["WWW-Authenticate"],
+                TokenRejected("invalid_token", text, scope=text).challenge(text)]
+    for value in rendered:
+        # scheme, then name="value" pairs whose values hold only NQSCHAR (RFC 6750 §3)
+        import re
+        assert re.fullmatch(r'[A-Za-z]+( [a-z_]+="[\x20\x21\x23-\x5b\x5d-\x7e]*"(, [a-z_]+="[\x20\x21\x23-\x5b\x5d-\x7e]*")*)?',
+                            value), value
+
+
+class MovingClock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_given_one_client_flooding_proofs_then_only_its_own_proofs_are_refused(store, keys, key):
+    # Security review finding 6: one client filled the resource server's replay cache (fail closed
+    # at 100,000 live proofs) and every other client's proofs were refused as replays for minutes.
+    from tokenmint.verifier import MemoryReplayCache
+
+    clock = MovingClock(NOW)
+    cache = MemoryReplayCache(max_entries=100, max_entries_per_partition=10, clock=clock)
+    verifier = TokenVerifier(issuer=ISSUER, audience=API, keys=LocalKeys(keys.public_jwks), clock=clock,
+                             dpop_replay=cache)
+    noisy = request_token(store, keys, key.proof("POST", TOKEN_URL, iat=NOW)).body()["access_token"]
+    quiet_key = DpopKey("ES256")
+    quiet = request_token(store, keys, quiet_key.proof("POST", TOKEN_URL, iat=NOW), client="bound").body()["access_token"]
+
+    def call(token, dpop_key):
+        proof = dpop_key.proof("GET", TOOL_URL, iat=int(clock.now), access_token=token)
+        return verifier.verify_request("DPoP " + token, method="GET", url=TOOL_URL, dpop=proof)
+
+    # Given the noisy client's proofs up to its share of the cache
+    for _ in range(10):
+        call(noisy, key)
+    # When it sends one more, Then it alone is refused, with a reason that is not "replayed"
+    error = rejected(lambda: call(noisy, key))
+    assert error.error == "invalid_dpop_proof" and "too many recent DPoP proofs" in error.description
+    # while another client's proofs are accepted
+    assert call(quiet, quiet_key).client_id == "bound"
+    # And once its proofs have aged out, the noisy client is served again
+    clock.now += 301
+    assert call(noisy, key).client_id == "svc"
+
+
+def test_given_a_full_replay_cache_then_expired_records_make_room_and_live_ones_stay(key):
+    from tokenmint.verifier import MemoryReplayCache, ReplayCacheFullError
+
+    clock = MovingClock(NOW)
+    cache = MemoryReplayCache(max_entries=4, max_entries_per_partition=3, clock=clock)
+    assert all(cache.use_once(f"k{i}", NOW + 10, partition="a") for i in range(3))
+    with pytest.raises(ReplayCacheFullError):
+        cache.use_once("k3", NOW + 10, partition="a")
+    assert cache.use_once("b0", NOW + 20, partition="b")
+    with pytest.raises(ReplayCacheFullError):  # the whole cache is full of live records
+        cache.use_once("c0", NOW + 20, partition="c")
+    assert cache.use_once("k0", NOW + 10, partition="a") is False  # still remembered: a replay
+    clock.now = NOW + 10  # a's records expire
+    assert cache.use_once("c0", NOW + 20, partition="c") and cache.use_once("k0", NOW + 30, partition="a")
+    assert cache.use_once("b0", NOW + 20, partition="b") is False
+
+
+@pytest.mark.parametrize("segment", ["header", "claims"])
+def test_given_a_proof_nested_thousands_deep_then_invalid_dpop_proof_not_a_crash(segment):
+    from support.nested_jwt import nested_jwt
+
+    proof = nested_jwt({"typ": "dpop+jwt", "alg": "ES256"}, {}, segment)
+    with pytest.raises(InvalidDpopProofError, match="not a well-formed JWT"):
+        verify_proof(proof, method="POST", urls=(TOKEN_URL,), now=NOW)

@@ -2,6 +2,7 @@
 an OAuth error of their own or a result, never an unexpected exception (a 5xx)."""
 
 import base64
+import functools
 import json
 import string
 
@@ -111,11 +112,16 @@ def test_the_verifier_rejects_garbage_with_token_rejected_only(value, scopes):
         pass
 
 
+@functools.cache
+def _keys() -> InMemoryKeyStore:
+    return InMemoryKeyStore()  # one RSA key for every example: generating one each time took most of the run
+
+
 def _backend():
     store = InMemoryStore()
     store.add_resource("https://api.example.com/mcp", "tools:read")
     store.add_client("svc", "tmsec_" + "p" * 43, "tools:read")
-    return runtime.Backend(Settings(issuer="https://as.example.com"), store, store, InMemoryKeyStore(), store, store,
+    return runtime.Backend(Settings(issuer="https://as.example.com"), store, store, _keys(), store, store,
                            clock=lambda: NOW)
 
 

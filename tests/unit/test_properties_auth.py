@@ -126,7 +126,8 @@ def test_a_signed_dpop_proof_with_any_header_and_claims_raises_only_invalid_dpop
         proof = verify_proof(signed(header, claims), method=method, urls=(TOKEN_URL,), now=NOW, access_token=token)
     except InvalidDpopProofError:
         return
-    assert proof.jkt == JKT and isinstance(proof.iat, int) and proof.jti == claims["jti"]
+    assert proof.jkt == JKT and isinstance(proof.iat, float) and proof.jti == claims["jti"]
+    assert isinstance(proof.replay_expires_at, int) and proof.replay_expires_at > proof.iat + 300
 
 
 VALID_CLAIMS = {"iss": "agent", "sub": "agent", "aud": ISSUER, "exp": NOW + 300, "jti": "j"}

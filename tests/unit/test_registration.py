@@ -8,6 +8,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from support.fakes import NOW, InMemoryStore
+from support.pki import self_signed_client
 from tokenmint.oauth.errors import (
     ConcurrentUpdateError,
     InvalidClientMetadataError,
@@ -379,3 +380,80 @@ def test_given_a_software_statement_whose_alg_does_not_fit_the_trusted_key_then_
     with pytest.raises(InvalidSoftwareStatementError):
         endpoint(store, verifier).register(*as_json({"software_statement": forged, "scope": "tools:read"}),
                                            initial_token(store), ISSUER)
+
+
+def self_signed_jwk(credential) -> dict:
+    return {**public_jwk(credential.key.public_key(), "ES256"), "x5c": x5c_of(credential.certificate)}
+
+
+@pytest.mark.parametrize("ca_capable, reason", [
+    (dict(ca=True), "basicConstraints CA:TRUE"),  # what a plain `openssl req -x509` makes
+    (dict(key_cert_sign=True), "keyUsage keyCertSign"),
+])
+def test_given_a_self_signed_certificate_that_can_act_as_a_ca_when_registering_then_invalid_client_metadata(
+        store, tmp_path, ca_capable, reason):
+    # Given a self-signed client certificate that can issue certificates (in the truststore, its holder
+    # could make one for any client)
+    certificate = self_signed_client(tmp_path, "agent-2", **ca_capable)
+
+    # When a self_signed_tls_client_auth client registers it, then it is refused, saying why
+    with pytest.raises(InvalidClientMetadataError, match=f"key 0: the x5c certificate can act as a CA \\({reason}\\)"):
+        register(store, {"scope": "tools:read", "token_endpoint_auth_method": "self_signed_tls_client_auth",
+                         "jwks": {"keys": [self_signed_jwk(certificate)]}}, policy=RegistrationPolicy())
+    assert store.clients == {}
+
+
+def test_given_a_ca_false_self_signed_certificate_when_registering_then_201(store, tmp_path):
+    jwk = self_signed_jwk(self_signed_client(tmp_path, "agent-2"))
+    created = register(store, {"scope": "tools:read", "token_endpoint_auth_method": "self_signed_tls_client_auth",
+                               "jwks": {"keys": [jwk]}}, policy=RegistrationPolicy())
+    assert created.status == 201 and created.body["jwks"] == {"keys": [jwk]}
+
+
+def test_given_a_tls_client_auth_client_with_its_issuer_when_registering_then_the_binding_is_kept(store):
+    # Given a tls_client_auth client that names the CA issuing its certificates (a tokenmint extension)
+    document = {"scope": "tools:read", "token_endpoint_auth_method": "tls_client_auth",
+                "tls_client_auth_san_dns": "agent-1.example.com", "tokenmint_tls_client_auth_issuer_dn": "CN=dev CA"}
+
+    # When it registers, then its client information shows the issuer it is bound to
+    created = register(store, document, policy=RegistrationPolicy())
+    assert created.body["tokenmint_tls_client_auth_issuer_dn"] == "CN=dev CA"
+    assert store.clients[created.body["client_id"]].metadata["tokenmint_tls_client_auth_issuer_dn"] == "CN=dev CA"
+
+
+@pytest.mark.parametrize("document, problem", [
+    ({"token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_san_dns": "a.example.com",
+      "tokenmint_tls_client_auth_issuer_dn": "dev CA"}, "must be an RFC 4514 distinguished name"),
+    ({"token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_san_dns": "a.example.com",
+      "tokenmint_tls_client_auth_issuer_dn": ["CN=dev CA"]}, "must be a string"),
+    ({"token_endpoint_auth_method": "client_secret_basic", "tokenmint_tls_client_auth_issuer_dn": "CN=dev CA"},
+     "tokenmint_tls_client_auth_issuer_dn: only for token_endpoint_auth_method tls_client_auth"),
+])
+def test_given_a_bad_issuer_binding_when_registering_then_invalid_client_metadata(store, document, problem):
+    with pytest.raises(InvalidClientMetadataError, match=problem):
+        register(store, {"scope": "tools:read", **document}, policy=RegistrationPolicy())
+    assert store.clients == {}
+
+
+@pytest.mark.parametrize("segment", ["header", "claims"])
+def test_given_a_software_statement_nested_thousands_deep_when_registering_then_refused_not_a_crash(
+        store, publisher, segment):
+    from support.nested_jwt import nested_jwt
+
+    statement = nested_jwt({"alg": "ES256"}, {"iss": "https://publisher.example"}, segment)
+    verifier = SoftwareStatementVerifier({"https://publisher.example": publisher[1]})
+    with pytest.raises(InvalidSoftwareStatementError, match="not a well-formed JWT"):
+        endpoint(store, verifier).register(*as_json({"software_statement": statement, "scope": "tools:read"}),
+                                           initial_token(store), ISSUER)
+    assert store.clients == {}
+
+
+@pytest.mark.parametrize("member", ["client_name", "software_id", "software_version"])
+@pytest.mark.parametrize("text", ["agent\x1b[2J\x1b[H", "two\nlines", "right\u202etfel", "bell\x07", "csi\x9b2J"])
+def test_given_control_characters_in_readable_metadata_when_registering_then_invalid_client_metadata(
+        store, member, text):
+    # People read these (client list, the console, the audit trail): nothing in them may drive a terminal
+    token = initial_token(store)
+    with pytest.raises(InvalidClientMetadataError, match=f"{member}: must not contain control characters"):
+        endpoint(store).register(*as_json({"scope": "tools:read", member: text}), token, ISSUER)
+    assert store.clients == {}

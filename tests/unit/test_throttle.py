@@ -139,13 +139,21 @@ def test_given_wrong_secrets_from_one_source_then_429_until_the_window_ends_and_
     assert outcome(request_token(grant, secret=SECRET)) == "token"
 
 
-def test_given_a_blocked_source_then_refusing_it_costs_one_read_and_no_write(grant, store, clock):
-    for _ in range(POLICY.failures_per_client_source):
-        request_token(grant, secret=WRONG)
-    reads, writes = store.reads, store.writes
-    for _ in range(20):
-        assert outcome(request_token(grant, secret=WRONG)) == "429 temporarily_unavailable"
-    assert (store.reads - reads, store.writes - writes) == (20, 0)
+def test_given_a_blocked_known_client_and_an_unknown_id_past_the_limit_then_they_cost_the_same(grant, store, clock):
+    # Given one source blocked for svc, and another over the limit for an id that does not exist
+    tried = {"svc": ATTACKER, "tmc_nobody": "198.51.100.8"}
+    for client_id, source in tried.items():
+        for _ in range(POLICY.failures_per_client_source):
+            request_token(grant, client_id, WRONG, source=source)
+    costs = {}
+    for client_id, source in tried.items():
+        reads, writes = store.reads, store.writes
+        # When each is tried again (fewer times than it takes to reach the per-source limit)
+        answers = {outcome(request_token(grant, client_id, WRONG, source=source)) for _ in range(3)}
+        assert answers == {"429 temporarily_unavailable"}
+        costs[client_id] = (store.reads - reads, store.writes - writes)
+    # Then the store sees the same reads and writes: nothing tells which client id exists
+    assert costs["svc"] == costs["tmc_nobody"] == (3, 6)
 
 
 def test_given_a_successful_token_then_the_throttle_adds_no_read_and_no_write(grant, store, clock):
@@ -164,12 +172,18 @@ def test_given_an_unknown_client_id_then_the_answers_are_those_of_a_known_one(gr
     assert known == unknown == ["401 invalid_client"] * 5 + ["429 temporarily_unavailable"] * 2
 
 
-def test_given_one_source_spraying_client_ids_then_its_failures_are_429_past_the_source_limit(grant):
+def test_given_one_source_spraying_client_ids_then_it_is_refused_unchecked_past_the_source_limit(grant, store, clock):
     answers = [outcome(request_token(grant, f"tmc_guess{i}", WRONG)) for i in range(POLICY.failures_per_source + 2)]
     assert answers == ["401 invalid_client"] * 12 + ["429 temporarily_unavailable"] * 2
-    # another source is not affected, and svc's right secret still works from the spraying source:
-    # the per-source limit answers failures, it does not lock clients out of a shared address
+    # Past the limit nothing from that source is checked, so even a right secret gains nothing
+    # (security review finding 5): no read, no write, a 429 until the window ends
+    reads, writes = store.reads, store.writes
+    assert outcome(request_token(grant, "svc", SECRET)) == "429 temporarily_unavailable"
+    assert (store.reads, store.writes) == (reads, writes)
+    # another source is not affected
     assert outcome(request_token(grant, "tmc_guess0", WRONG, source=OFFICE)) == "401 invalid_client"
+    assert outcome(request_token(grant, "svc", SECRET, source=OFFICE)) == "token"
+    clock.now = START + 60  # the next window
     assert outcome(request_token(grant, "svc", SECRET)) == "token"
 
 
@@ -289,6 +303,26 @@ def test_given_wrong_initial_access_tokens_from_one_source_then_429_past_the_sou
     assert answers == ["401 invalid_token"] * 12 + ["429 temporarily_unavailable"]
     with pytest.raises(ThrottledError):  # a wrong registration access token counts the same
         endpoint.read("tmc_someone", "Bearer tmrat_guess", ISSUER, source_ip=ATTACKER)
+
+
+def test_given_a_source_over_the_limit_then_a_right_initial_access_token_is_not_even_checked(store, clock):
+    # Given a guessable initial access token, and a source that guessed wrong up to the limit
+    iat, value = new_initial_access_token(now=NOW, policy=RegistrationPolicy(), value="tmiat_weak")
+    store.create_initial_access_token(iat)
+    for _ in range(POLICY.failures_per_source):
+        with pytest.raises(InvalidTokenError):
+            registration_endpoint(store, clock).register(b"{}", "application/json", "Bearer tmiat_wrong", ISSUER,
+                                                         source_ip=ATTACKER)
+    # When it then guesses right, in this process or in another one sharing the store
+    for endpoint in (registration_endpoint(store, clock), registration_endpoint(store, clock)):
+        with pytest.raises(ThrottledError) as refused:
+            endpoint.register(b'{"scope": "tools:read"}', "application/json", "Bearer " + value, ISSUER,
+                              source_ip=ATTACKER)
+        assert refused.value.headers == {"Retry-After": "60"}
+    # Then nothing was registered and the token was not spent, while another source registers
+    assert set(store.clients) == {"svc"} and store.tokens[iat.hash].uses == 0
+    assert registration_endpoint(store, clock).register(b'{"scope": "tools:read"}', "application/json",
+                                                        "Bearer " + value, ISSUER, source_ip=OFFICE).status == 201
     with pytest.raises(InvalidTokenError):  # and a missing one guessed nothing: not a 429
         endpoint.read("tmc_someone", None, ISSUER, source_ip=ATTACKER)
 

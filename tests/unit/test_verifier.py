@@ -9,6 +9,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from support.hostile_http import MARGIN, document, drip, hostile_server, loopback_is_public, redirect
 from tokenmint.oauth.jwk import public_jwk
 from tokenmint.verifier import LocalKeys, RemoteJwks, TokenRejected, TokenVerifier, VerifiedToken
 
@@ -33,6 +34,8 @@ def sign(key, *, headers=None, alg="RS256", signing_key=None, **claims) -> str:
 
 
 def verifier(key, **kwargs) -> TokenVerifier:
+    # The verifier's clock is the tokens' NOW, not the wall clock: the suite may run for minutes
+    kwargs.setdefault("clock", lambda: NOW)
     return TokenVerifier(issuer=ISSUER, audience=API, keys=LocalKeys(lambda: [key[1]]), **kwargs)
 
 
@@ -130,7 +133,7 @@ def jwks_server():
 def test_given_a_remote_jwks_when_a_new_kid_appears_then_refetched_at_once_but_rate_limited(key, jwks_server):
     now = [0.0]
     remote = RemoteJwks(jwks_server.url, ttl=300, min_refresh_interval=10, clock=lambda: now[0])
-    check = TokenVerifier(issuer=ISSUER, audience=API, keys=remote)
+    check = TokenVerifier(issuer=ISSUER, audience=API, keys=remote, clock=lambda: NOW)
     with pytest.raises(TokenRejected):
         check.verify(sign(key))  # no keys published yet
     jwks_server.keys = [key[1]]
@@ -148,7 +151,7 @@ def test_given_the_jwks_endpoint_fails_when_refreshing_then_the_cached_keys_keep
     now = [0.0]
     jwks_server.keys = [key[1]]
     remote = RemoteJwks(jwks_server.url, ttl=300, min_refresh_interval=10, clock=lambda: now[0])
-    check = TokenVerifier(issuer=ISSUER, audience=API, keys=remote)
+    check = TokenVerifier(issuer=ISSUER, audience=API, keys=remote, clock=lambda: NOW)
     assert check.verify(sign(key))
     jwks_server.fail = True
     now[0] = 400  # stale: a refresh is attempted and fails
@@ -158,9 +161,62 @@ def test_given_the_jwks_endpoint_fails_when_refreshing_then_the_cached_keys_keep
 def test_given_a_long_early_refresh_limit_when_the_cache_expires_then_it_still_refreshes(key, jwks_server):
     now = [0.0]
     remote = RemoteJwks(jwks_server.url, ttl=300, min_refresh_interval=float("inf"), clock=lambda: now[0])
-    check = TokenVerifier(issuer=ISSUER, audience=API, keys=remote)
+    check = TokenVerifier(issuer=ISSUER, audience=API, keys=remote, clock=lambda: NOW)
     with pytest.raises(TokenRejected):
         check.verify(sign(key))  # nothing published at the first fetch
     jwks_server.keys = [key[1]]
     now[0] = 301  # stale: the TTL refresh is not an early one and must happen
     assert check.verify(sign(key))
+
+
+# -- outbound fetches of a resource server (security review findings 2, 3 and 7) -----------------
+@pytest.mark.parametrize("behaviour", [drip(0.3), document([0, 1, 2]), document(b"[" * 20_000 + b"]" * 20_000),
+                                       redirect("/jwks-moved")], ids=["drip", "array", "nested", "redirect"])
+def test_given_an_issuer_jwks_that_drips_redirects_or_is_not_an_object_then_the_token_is_refused_within_the_deadline(
+        key, behaviour):
+    with hostile_server({"/jwks": behaviour, "/jwks-moved": document({"keys": [key[1]]})}) as host:
+        remote = RemoteJwks(host.url("/jwks", "keys.example"), policy=loopback_is_public(deadline=1.0))
+        started = time.monotonic()
+        with pytest.raises(TokenRejected, match="not signed by a key"):
+            TokenVerifier(issuer=ISSUER, audience=API, keys=remote, clock=lambda: NOW).verify(sign(key))
+        assert time.monotonic() - started < 2 * (1.0 + MARGIN)  # a fetch, and at most one early refetch
+        assert "/jwks-moved" not in host.paths()
+
+
+@pytest.mark.parametrize("segment", ["header", "claims"])
+def test_given_an_access_token_nested_thousands_deep_then_invalid_token_not_a_crash(key, segment):
+    from support.nested_jwt import nested_jwt
+
+    with pytest.raises(TokenRejected, match="malformed") as refused:
+        verifier(key).verify(nested_jwt({"typ": "at+jwt", "alg": "RS256"}, {}, segment))
+    assert refused.value.error == "invalid_token"
+
+
+@pytest.mark.parametrize("status", [302, 307])
+def test_given_an_introspection_endpoint_that_redirects_then_the_token_is_refused_and_no_credentials_go_elsewhere(
+        key, status):
+    from tokenmint.verifier import IntrospectionRevocationCheck
+
+    with hostile_server({"/introspect": document({"active": True})}) as elsewhere:
+        with hostile_server({"/introspect": redirect(elsewhere.url("/introspect"), status)}) as issuer:
+            check = IntrospectionRevocationCheck(issuer.url("/introspect", "keys.example"), "rs",
+                                                 "tmsec_" + "r" * 43, policy=loopback_is_public())
+            with pytest.raises(TokenRejected, match="revocation status cannot be checked"):
+                verifier(key, revocation=check).verify(sign(key))
+            assert issuer.seen[0].headers["Authorization"].startswith("Basic ")
+        assert elsewhere.seen == []  # neither the credentials nor the token went to the other host
+
+
+def test_given_an_introspection_endpoint_that_answers_then_active_tokens_pass_and_inactive_ones_are_revoked(key):
+    from tokenmint.verifier import IntrospectionRevocationCheck
+
+    for active in (True, False):
+        with hostile_server({"/introspect": document({"active": active})}) as issuer:
+            check = IntrospectionRevocationCheck(issuer.url("/introspect", "keys.example"), "rs",
+                                                 "tmsec_" + "r" * 43, policy=loopback_is_public())
+            if active:
+                assert verifier(key, revocation=check).verify(sign(key)).client_id == "c1"
+            else:
+                with pytest.raises(TokenRejected, match="revoked"):
+                    verifier(key, revocation=check).verify(sign(key))
+            assert issuer.seen[0].method == "POST" and b"token_type_hint=access_token" in issuer.seen[0].body

@@ -120,11 +120,13 @@ def request_url(app: APIGatewayHttpResolver) -> str:
 
 def audited(app: APIGatewayHttpResolver, denied: str, call: Callable[[], T], **fields: Any) -> T:
     """``call()``; an OAuth error it raises is audited as ``denied`` (naming the client only once
-    it is authenticated) with ``fields``, and re-raised for the resolver to answer."""
+    it is authenticated, with the error's internal ``detail`` when it has one) with ``fields``, and
+    re-raised for the resolver to answer."""
     try:
         return call()
     except OAuthError as exc:
-        audit(denied, exc.error, client_id=exc.client_id, reason=exc.description, **fields, **source(app))
+        audit(denied, exc.error, client_id=exc.client_id, reason=exc.description, detail=exc.detail,
+              **fields, **source(app))
         raise
 
 

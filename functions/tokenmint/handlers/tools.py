@@ -19,6 +19,7 @@ from aws_lambda_powertools.logging import correlation_paths
 
 from .. import runtime
 from ..oauth.dpop import DPOP_ALGORITHMS
+from ..oauth.errors import challenge as www_authenticate
 from ..verifier import LocalKeys, StoreRevocationCheck, TokenRejected, TokenVerifier
 from ..observability import audit, audit_source, logger, metrics
 from . import http
@@ -68,7 +69,7 @@ def _run(tool: str, client_id: str) -> Response:
 
 def _refuse(rejected: TokenRejected, presented: bool) -> Response:
     challenge = rejected.challenge(resource_metadata_url()) if presented else (
-        f'Bearer realm="tokenmint", resource_metadata="{resource_metadata_url()}"')
+        www_authenticate("Bearer", realm="tokenmint", resource_metadata=resource_metadata_url()))
     audit("resource.denied", rejected.error, reason=rejected.description, **http.source(app))
     return http.json_response(rejected.status_code, {"error": rejected.error, "error_description": rejected.description},
                               {"WWW-Authenticate": challenge, "Cache-Control": "no-store"})

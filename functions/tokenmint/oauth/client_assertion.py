@@ -8,16 +8,15 @@ maximum lifetime, and its ``jti`` has not been seen before (single use, enforced
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import urlsplit
 
 from .errors import InvalidClientError
-from .jwk import numeric_date
+from .json_text import unverified_jwt
+from .jwk import numeric_date, remember_until
 
 if TYPE_CHECKING:
     from .models import Client
@@ -36,7 +35,9 @@ class ReplayCache(Protocol):
 
 
 class JwksFetcher(Protocol):
-    def fetch(self, url: str) -> list[dict[str, Any]]: ...
+    def fetch(self, url: str) -> list[dict[str, Any]]:
+        """The keys at ``url``; OSError or ValueError when there are none to be had (a ``detail``
+        attribute, if any, goes to the audit log, never to the client)."""
 
 
 def _refuse(description: str = "client authentication failed", client: Client | None = None) -> InvalidClientError:
@@ -53,14 +54,11 @@ class ClientAssertionVerifier:
 
     def authenticate(self, assertion: str, claimed_client_id: str | None, client_for: Callable[[str], Client | None],
                      *, audiences: tuple[str, ...], now: int) -> Client:
-        import jwt
-
         if len(assertion) > MAX_ASSERTION_LENGTH:
             raise _refuse("the client assertion is too large")
         try:
-            header = jwt.get_unverified_header(assertion)
-            unverified = jwt.decode(assertion, options={"verify_signature": False})
-        except jwt.PyJWTError:
+            header, unverified = unverified_jwt(assertion)
+        except ValueError:
             raise _refuse("the client assertion is not a well-formed JWT") from None
         alg = header.get("alg")
         if alg not in ASSERTION_ALGORITHMS:
@@ -74,11 +72,11 @@ class ClientAssertionVerifier:
         if client is None or client.auth_method != "private_key_jwt":
             raise _refuse()  # the assertion is not verified yet: say nothing about the client
         claims = self._verified_claims(assertion, header, client, audiences)
-        self._check_times(claims, client, now)
+        accepted_until = self._check_times(claims, client, now)
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti or len(jti) > 256:
             raise _refuse("the client assertion needs a jti", client)
-        if not self.replay.use_once(f"{client.client_id}#{jti}", int(claims["exp"]) + CLOCK_SKEW):
+        if not self.replay.use_once(f"{client.client_id}#{jti}", remember_until(accepted_until)):
             raise _refuse("the client assertion was already used", client)
         if client.disabled:
             raise _refuse("this client is disabled", client)
@@ -91,7 +89,10 @@ class ClientAssertionVerifier:
             try:
                 return self.jwks_fetcher.fetch(client.metadata["jwks_uri"])
             except (OSError, ValueError) as exc:
-                raise _refuse(f"the client's jwks_uri cannot be used: {exc}", client) from None
+                # One answer whatever failed: which host refused, answered 404 or timed out is for
+                # the audit log, not for a client probing the network through its jwks_uri.
+                raise InvalidClientError("the client's jwks_uri cannot be used", client_id=client.client_id,
+                                         detail=getattr(exc, "detail", None) or repr(exc)) from None
         return []
 
     def _verified_claims(self, assertion: str, header: dict[str, Any], client: Client,
@@ -115,7 +116,8 @@ class ClientAssertionVerifier:
                 continue
         raise _refuse("the client assertion is not signed by a key registered for this client", client)
 
-    def _check_times(self, claims: dict[str, Any], client: Client, now: int) -> None:
+    def _check_times(self, claims: dict[str, Any], client: Client, now: int) -> float:
+        """Refuse an assertion outside its times; else the instant until which it is accepted."""
         try:
             exp = numeric_date(claims["exp"])
             iat = numeric_date(claims.get("iat", now))
@@ -128,54 +130,46 @@ class ClientAssertionVerifier:
             raise _refuse(f"client assertions may live at most {self.max_lifetime} seconds", client)
         if iat > now + CLOCK_SKEW or nbf > now + CLOCK_SKEW:
             raise _refuse("the client assertion is not yet valid", client)
+        return exp + CLOCK_SKEW  # accepted while exp > now - CLOCK_SKEW
 
 
 @dataclass
 class HttpsJwksFetcher:
-    """Fetches a client's ``jwks_uri``: https only, public addresses only (no SSRF into the VPC,
-    the metadata service or loopback, unless ``allow_private`` for local development), bounded in
-    size and time, cached. (A DNS answer that changes between the check and the connection is not
-    caught; the short timeout and size limit bound what that could do.)"""
+    """A client's ``jwks_uri`` (RFC 7591 §2), cached ``cache_seconds``. ``get_document`` does the
+    fetching (tokenmint.outbound.fetch_json with its policy: https to public addresses only, one
+    total deadline, no redirects, bounded; OSError when it fails); here the answer must be a JWK Set.
+    A failure is remembered ``failure_seconds``: a host that stalls to the deadline costs one wait,
+    not one per request (the embedded server handles one request at a time)."""
 
-    allow_private: bool = False
-    timeout: float = 3.0
-    max_bytes: int = 64 * 1024
+    get_document: Callable[[str], dict[str, Any]]
     cache_seconds: float = 300.0
+    failure_seconds: float = 10.0
     clock: Callable[[], float] = time.monotonic
-    _cache: dict[str, tuple[float, list[dict[str, Any]]]] = field(default_factory=dict, repr=False)
+    _cache: dict[str, tuple[float, list[dict[str, Any]] | Exception]] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def fetch(self, url: str) -> list[dict[str, Any]]:
         cached = self._cache.get(url)
-        if cached and self.clock() - cached[0] < self.cache_seconds:
-            return cached[1]
-        parts = urlsplit(url)
-        if parts.scheme != "https" and not (self.allow_private and parts.scheme == "http"):
-            raise ValueError("jwks_uri must be https")
-        self._check_host(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
-        import urllib.request  # only jwks_uri clients need it: keep it off the token function's cold start
+        if cached:
+            at, value = cached
+            if isinstance(value, Exception):
+                if self.clock() - at < self.failure_seconds:
+                    raise value
+            elif self.clock() - at < self.cache_seconds:
+                return value
+        try:
+            keys = self.get_document(url).get("keys")
+            if not isinstance(keys, list):
+                raise ValueError("jwks_uri did not answer a JWK Set (RFC 7517 §5: an object with keys)")
+        except (OSError, ValueError) as exc:
+            self._remember(url, exc)
+            raise
+        keys = [key for key in keys if isinstance(key, dict)]
+        self._remember(url, keys)
+        return keys
 
-        request = urllib.request.Request(url, headers={"Accept": "application/json"})
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
-            body = response.read(self.max_bytes + 1)
-        if len(body) > self.max_bytes:
-            raise ValueError("jwks_uri document is too large")
-        keys = json.loads(body).get("keys")
-        if not isinstance(keys, list):
-            raise ValueError("jwks_uri did not return a JWK Set")
+    def _remember(self, url: str, value: list[dict[str, Any]] | Exception) -> None:
         with self._lock:
             if len(self._cache) > 1000:
                 self._cache.clear()
-            self._cache[url] = (self.clock(), keys)
-        return keys
-
-    def _check_host(self, host: str, port: int) -> None:
-        import ipaddress
-        import socket
-
-        if self.allow_private:
-            return
-        for info in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP):
-            address = ipaddress.ip_address(info[4][0])
-            if not address.is_global:
-                raise ValueError("jwks_uri must resolve to public addresses")
+            self._cache[url] = (self.clock(), value)

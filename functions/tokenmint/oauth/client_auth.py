@@ -15,6 +15,7 @@ from .errors import InvalidClientError, InvalidRequestError
 from .client_assertion import ASSERTION_TYPE, ClientAssertionVerifier
 from .models import CLIENT_SECRET_BASIC, CLIENT_SECRET_POST, MTLS_AUTH_METHODS, PRIVATE_KEY_JWT
 from .mtls import authenticate_certificate, load_certificate
+from .throttle import ThrottledError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -94,16 +95,19 @@ def authenticate_client(credentials: PresentedCredentials, clients: ClientStore,
                         guard: AuthenticationGuard | None = None) -> Client:
     """The registered client the credentials prove, or :class:`InvalidClientError`.
 
-    Unknown client and wrong secret are indistinguishable, in answer and in time. ``audiences``
-    are the values a client assertion's ``aud`` may name (this server's issuer, its endpoints).
-    ``guard`` (oauth/throttle.py, RFC 6749 §10.10) refuses a (client, source) that failed too often,
-    right after the client is read and before its credentials are checked, and counts failures.
+    Unknown client and wrong secret get the same answer and the same store writes; in time they
+    differ only by reading the client's record (README: "Abuse resistance"). ``audiences`` are the
+    values a client assertion's ``aud`` may name (this server's issuer, its endpoints). ``guard``
+    (oauth/throttle.py, RFC 6749 §10.10) refuses a source over its limit before anything is read, a
+    (client, source) that failed too often right after the client is read, both before any
+    credential is checked, and counts failures and refusals by a block alike.
     """
     if guard is None:
         return _authenticate(credentials, clients.get_client, now, assertions, audiences)
+    guard.refuse_if_over_limit()
     try:
         return _authenticate(credentials, guard.lookup(clients.get_client), now, assertions, audiences)
-    except InvalidClientError as exc:
+    except (InvalidClientError, ThrottledError) as exc:
         raise guard.failed(exc) from None
 
 

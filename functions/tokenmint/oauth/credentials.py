@@ -36,6 +36,23 @@ def generate_token(prefix: str) -> str:
     return prefix + secrets.token_urlsafe(32)
 
 
+# A bearer credential chosen by hand (TOKENMINT_INITIAL_ACCESS_TOKEN) must be as hard to guess as a
+# generated one: as long as its random part (256 bits in base64url), and not one repeated pattern.
+MIN_CHOSEN_TOKEN_LENGTH = 43
+MIN_CHOSEN_TOKEN_DISTINCT_CHARACTERS = 16
+
+
+def chosen_token_weakness(value: str) -> str | None:
+    """Why a hand-chosen bearer credential is too weak to expose, or None."""
+    if len(value) < MIN_CHOSEN_TOKEN_LENGTH:
+        return f"it has {len(value)} characters; use at least {MIN_CHOSEN_TOKEN_LENGTH}"
+    if len(set(value)) < MIN_CHOSEN_TOKEN_DISTINCT_CHARACTERS:
+        return f"it uses fewer than {MIN_CHOSEN_TOKEN_DISTINCT_CHARACTERS} distinct characters"
+    if len(value) > MAX_SECRET_LENGTH:
+        return f"it has more than {MAX_SECRET_LENGTH} characters"
+    return None
+
+
 def hash_secret(secret: str) -> str:
     digest = hashlib.sha256(secret.encode("utf-8")).digest()
     return _HASH_SCHEME + base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .errors import OAuthError
-from .jwk import SIGNING_ALGORITHMS, b64url, numeric_date, thumbprint
+from .json_text import unverified_jwt
+from .jwk import SIGNING_ALGORITHMS, b64url, numeric_date, remember_until, thumbprint
 from .resource import normalize_resource_identifier
 
 DPOP_TYP = "dpop+jwt"
@@ -36,15 +37,17 @@ class InvalidDpopProofError(OAuthError):
 
 
 class ReplayCache(Protocol):
-    def use_once(self, key: str, expires_at: int) -> bool:
-        """Record ``key`` until ``expires_at``; False if it was already recorded (atomically)."""
+    def use_once(self, key: str, expires_at: int, *, partition: str | None = None) -> bool:
+        """Record ``key`` until ``expires_at``; False if it was already recorded (atomically).
+        ``partition``: the client the record is charged to, so a cache of bounded size can bound each
+        client (verifier.MemoryReplayCache); the stores' tables are not bounded and ignore it."""
 
 
 @dataclass(frozen=True)
 class DpopProof:
     jkt: str  # RFC 7638 thumbprint of the proof's public key: what a bound token's cnf.jkt holds
     jti: str
-    iat: int
+    iat: float
 
     @property
     def replay_key(self) -> str:
@@ -52,8 +55,8 @@ class DpopProof:
 
     @property
     def replay_expires_at(self) -> int:
-        """Until when the jti must be remembered: after that the proof is stale anyway."""
-        return self.iat + MAX_PROOF_AGE + CLOCK_SKEW
+        """Until when the jti must be remembered: the proof is accepted while iat >= now - MAX_PROOF_AGE."""
+        return remember_until(self.iat + MAX_PROOF_AGE)
 
 
 def access_token_hash(access_token: str) -> str:
@@ -85,8 +88,8 @@ def verify_proof(header_value: str | None, *, method: str, urls: tuple[str, ...]
     if len(proof) > MAX_PROOF_LENGTH:
         raise InvalidDpopProofError("the DPoP proof is too large")
     try:
-        header = jwt.get_unverified_header(proof)
-    except jwt.PyJWTError:
+        header, _ = unverified_jwt(proof)
+    except ValueError:
         raise InvalidDpopProofError("the DPoP proof is not a well-formed JWT") from None
     if header.get("typ") != DPOP_TYP:
         raise InvalidDpopProofError(f"the DPoP proof's typ must be {DPOP_TYP}")
@@ -102,7 +105,7 @@ def verify_proof(header_value: str | None, *, method: str, urls: tuple[str, ...]
     except (jwt.PyJWTError, TypeError, ValueError):
         raise InvalidDpopProofError("the DPoP proof's signature does not verify with its jwk") from None
     _check_claims(claims, method, urls, now, access_token)
-    return DpopProof(jkt=jkt, jti=claims["jti"], iat=int(claims["iat"]))
+    return DpopProof(jkt=jkt, jti=claims["jti"], iat=numeric_date(claims["iat"]))
 
 
 def _public_key_thumbprint(jwk: Any, alg: str) -> str:
@@ -129,7 +132,7 @@ def _check_claims(claims: dict[str, Any], method: str, urls: tuple[str, ...], no
     if not isinstance(htm, str) or not isinstance(htu, str) or iat is None:
         raise InvalidDpopProofError("the DPoP proof needs htm, htu and a numeric iat")
     if htm != method:
-        raise InvalidDpopProofError(f"the DPoP proof is for {htm[:16]}, not {method}")
+        raise InvalidDpopProofError(f"the DPoP proof's htm is not this request's method, {method}")
     if comparable_url(htu) not in {comparable_url(url) for url in urls}:
         raise InvalidDpopProofError("the DPoP proof's htu is not this endpoint's URL")
     if iat < now - MAX_PROOF_AGE or iat > now + CLOCK_SKEW:

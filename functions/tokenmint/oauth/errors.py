@@ -2,21 +2,42 @@
 
 from __future__ import annotations
 
+import re
+
+# RFC 6750 §3: error_description, error and scope values are NQSCHAR (%x20-21 / %x23-5B / %x5D-7E),
+# which is also safe inside an RFC 9110 §5.6.4 quoted-string. Anything else, CR and LF first, never
+# reaches a header: a double quote becomes a single one, every other character a "?".
+_NOT_NQSCHAR = re.compile(r'[^\x20\x21\x23-\x5b\x5d-\x7e]')
+
+
+def challenge(scheme: str, **params: str | None) -> str:
+    """A ``WWW-Authenticate`` challenge (RFC 9110 §11.6.1): ``scheme`` and its auth-params as quoted
+    strings, in the order given (None: left out). The one place challenges are written, so that no
+    client-controlled text (a DPoP proof's ``htm``, a description naming what a client sent) can end
+    a header or start another."""
+    rendered = [f'{name}="{_NOT_NQSCHAR.sub("?", value.replace(chr(34), chr(39)))}"'
+                for name, value in params.items() if value is not None]
+    return f"{scheme} {', '.join(rendered)}" if rendered else scheme
+
 
 class OAuthError(Exception):
     """An error the client caused and can read: rendered as ``{"error", "error_description"}``.
 
     ``description`` is shown to the client, so it must never contain a secret or a token.
+    ``detail`` never reaches the client: it says what went wrong inside (why a client's
+    ``jwks_uri`` could not be fetched), for the audit trail.
     """
 
     error = "invalid_request"
     status_code = 400
+    detail: str | None = None
 
-    def __init__(self, description: str, *, client_id: str | None = None) -> None:
+    def __init__(self, description: str, *, client_id: str | None = None, detail: str | None = None) -> None:
         super().__init__(description)
         self.description = description
-        # For the audit trail only: who the failing request was about, when known.
+        # For the audit trail only: who the failing request was about, when known, and what failed.
         self.client_id = client_id
+        self.detail = detail
 
     @property
     def headers(self) -> dict[str, str]:
@@ -57,12 +78,12 @@ class InvalidClientError(OAuthError):
     status_code = 401
 
     def __init__(self, description: str = "client authentication failed", *,
-                 client_id: str | None = None) -> None:
-        super().__init__(description, client_id=client_id)
+                 client_id: str | None = None, detail: str | None = None) -> None:
+        super().__init__(description, client_id=client_id, detail=detail)
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"WWW-Authenticate": 'Basic realm="tokenmint", charset="UTF-8"'}
+        return {"WWW-Authenticate": challenge("Basic", realm="tokenmint", charset="UTF-8")}
 
 
 class InvalidGrantError(OAuthError):
@@ -124,10 +145,10 @@ class InvalidTokenError(OAuthError):
 
     @property
     def headers(self) -> dict[str, str]:
-        challenge = 'Bearer realm="tokenmint"'
-        if self.token_presented:
-            challenge += f', error="invalid_token", error_description="{self.description}"'
-        return {"WWW-Authenticate": challenge}
+        if not self.token_presented:
+            return {"WWW-Authenticate": challenge("Bearer", realm="tokenmint")}
+        return {"WWW-Authenticate": challenge("Bearer", realm="tokenmint", error=self.error,
+                                              error_description=self.description)}
 
 
 class InvalidClientMetadataError(OAuthError):

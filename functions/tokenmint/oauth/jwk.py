@@ -33,6 +33,14 @@ def numeric_date(value: Any) -> float:
     return number
 
 
+def remember_until(last_accepted_at: float) -> int:
+    """The expiry to give a replay record (a spent ``jti``) that guards a one-time value accepted up
+    to ``last_accepted_at``. A record counts while its expiry is later than now (ports.ReplayCache),
+    so it must outlive every accepted instant, fractions of a second included (a record kept until
+    ``int(exp) + skew`` let an assertion with an ``exp`` of 1000.9 be replayed at 1060)."""
+    return math.floor(last_accepted_at) + 1
+
+
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 

@@ -7,9 +7,15 @@ verified certificate is *this client's*:
 
 - ``tls_client_auth`` (§2.1): the certificate's subject DN, or one of its subject alternative
   names, equals the one value the client registered (``tls_client_auth_subject_dn``,
-  ``tls_client_auth_san_dns|uri|ip|email``);
+  ``tls_client_auth_san_dns|uri|ip|email``), and, if the client registered one, its issuer DN is
+  ``tokenmint_tls_client_auth_issuer_dn``; a self-signed certificate never qualifies, whatever it
+  names (its holder chose that subject, no CA vouched for it);
 - ``self_signed_tls_client_auth`` (§2.2): the certificate is one the client registered, as the
   first ``x5c`` entry of a key in its ``jwks`` / ``jwks_uri``.
+
+Neither accepts a certificate that can act as a CA (``ca_capability``): a truststore treats each of
+its certificates as a trust anchor, so the holder of a CA-capable client certificate in it could
+issue a certificate with any other client's subject (§7.4).
 """
 
 from __future__ import annotations
@@ -33,7 +39,14 @@ if TYPE_CHECKING:
 # §2.1.2: the registered value a tls_client_auth client's certificate must carry (exactly one).
 SUBJECT_METADATA = ("tls_client_auth_subject_dn", "tls_client_auth_san_dns", "tls_client_auth_san_uri",
                     "tls_client_auth_san_ip", "tls_client_auth_san_email")
+# A tokenmint extension (a vendor-prefixed name, RFC 6749 §8.2), optional: the issuer DN a
+# tls_client_auth client's certificate must carry, so that of several CAs in the truststore only
+# this one vouches for the client (§7.4). It names the CA, it does not pin its key: a trusted CA
+# that issues a subordinate CA of the same name can still vouch for it.
+ISSUER_METADATA = "tokenmint_tls_client_auth_issuer_dn"
 CERTIFICATE_BOUND = "tls_client_certificate_bound_access_tokens"  # §3.4 client metadata
+# Netscape certificate type (OpenSSL still honours its CA bits when basicConstraints is absent).
+_NETSCAPE_CERT_TYPE = "2.16.840.1.113730.1.1"
 MAX_CERTIFICATE_PEM = 16 * 1024
 
 
@@ -56,6 +69,44 @@ def certificate_thumbprint(certificate: Certificate) -> str:
     return b64url(hashlib.sha256(certificate.public_bytes(Encoding.DER)).digest())
 
 
+def ca_capability(certificate: Certificate) -> str | None:
+    """Why ``certificate`` could act as a CA, that is, sign certificates a chain verifier accepts,
+    or None if it cannot. A client certificate must not: in a truststore, its holder could issue a
+    certificate with any client's subject (RFC 8705 §7.4).
+
+    RFC 5280: basicConstraints cA (§4.2.1.9) or keyUsage keyCertSign (§4.2.1.3). Also what OpenSSL
+    accepts as an issuer: a version 1 certificate (no extension says otherwise, §6.1.4 (k)) and,
+    without basicConstraints, a Netscape certificate type. Extensions that cannot be read count as
+    CA-capable: nothing shows they are not."""
+    from cryptography import x509
+    from cryptography.x509.oid import ExtensionOID
+
+    if certificate.version != x509.Version.v3:
+        return f"an X.509 {certificate.version.name} certificate, which verifiers may accept as a CA"
+    try:
+        extensions = {extension.oid.dotted_string: extension.value for extension in certificate.extensions}
+    except ValueError:
+        return "its extensions cannot be read"
+    constraints = extensions.get(ExtensionOID.BASIC_CONSTRAINTS.dotted_string)
+    if constraints is not None and constraints.ca:
+        return "basicConstraints CA:TRUE"
+    usage = extensions.get(ExtensionOID.KEY_USAGE.dotted_string)
+    if usage is not None and usage.key_cert_sign:
+        return "keyUsage keyCertSign"
+    if constraints is None and _NETSCAPE_CERT_TYPE in extensions:
+        return "a Netscape certificate type without basicConstraints"
+    return None
+
+
+def ca_problem(certificate: Certificate) -> str | None:
+    """What registration, the CLI and authentication say about a CA-capable client certificate."""
+    reason = ca_capability(certificate)
+    if reason is None:
+        return None
+    return (f"can act as a CA ({reason}); a client certificate must be CA:FALSE without keyCertSign, "
+            "or its holder could issue a certificate for any client (RFC 8705 §7.4)")
+
+
 def authenticate_certificate(client: Client, certificate: Certificate, now: int,
                              client_keys: Any = None) -> None:
     """Raise InvalidClientError unless ``certificate`` authenticates ``client`` by its registered
@@ -63,9 +114,21 @@ def authenticate_certificate(client: Client, certificate: Certificate, now: int,
     if not certificate.not_valid_before_utc <= datetime.fromtimestamp(now, timezone.utc) <= \
             certificate.not_valid_after_utc:
         raise InvalidClientError("the client certificate is not valid now", client_id=client.client_id)
+    # Before anything is matched: a self-signed client's registered certificate may predate the
+    # registration check, or come from its jwks_uri, which is read only now.
+    problem = ca_problem(certificate)
+    if problem is not None:
+        raise InvalidClientError(f"the client certificate {problem}", client_id=client.client_id)
     if client.auth_method == TLS_CLIENT_AUTH:
+        if certificate.issuer == certificate.subject:  # self-issued (RFC 5280 §6.1), so nobody vouched for its names
+            raise InvalidClientError("the client certificate is self-signed: it authenticates only a "
+                                     "self_signed_tls_client_auth client that registered it",
+                                     client_id=client.client_id)
         if not _carries_registered_subject(certificate, client.metadata):
             raise InvalidClientError("the client certificate does not carry this client's registered subject",
+                                     client_id=client.client_id)
+        if not _issued_by_registered_issuer(certificate, client.metadata):
+            raise InvalidClientError("the client certificate was not issued by this client's registered issuer",
                                      client_id=client.client_id)
     elif client.auth_method == SELF_SIGNED_TLS_CLIENT_AUTH:
         from cryptography.hazmat.primitives.serialization import Encoding
@@ -82,6 +145,19 @@ def authenticate_certificate(client: Client, certificate: Certificate, now: int,
 def _registered_certificates(keys: list[Any]) -> set[bytes]:
     """§2.2.2: each key's ``x5c`` leaf."""
     return {leaf for key in keys if (leaf := x5c_leaf(key)) is not None}
+
+
+def x5c_certificate(key: Any) -> Certificate | None:
+    """A JWK's first ``x5c`` certificate, if it has a readable one."""
+    from cryptography import x509
+
+    leaf = x5c_leaf(key)
+    if leaf is None:
+        return None
+    try:
+        return x509.load_der_x509_certificate(leaf)
+    except ValueError:
+        return None
 
 
 def x5c_leaf(key: Any) -> bytes | None:
@@ -103,10 +179,7 @@ def _carries_registered_subject(certificate: Certificate, metadata: dict[str, An
         return False  # registration enforces exactly one; anything else authenticates nobody
     (name, expected), = registered.items()
     if name == "tls_client_auth_subject_dn":
-        try:
-            return certificate.subject == x509.Name.from_rfc4514_string(expected)
-        except ValueError:
-            return False
+        return _is_name(certificate.subject, expected)
     try:
         names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except (x509.ExtensionNotFound, ValueError):
@@ -123,10 +196,35 @@ def _carries_registered_subject(certificate: Certificate, metadata: dict[str, An
         return False
 
 
-def validate_subject_metadata(metadata: dict[str, Any]) -> str | None:
-    """For registration (§2.1.2): the problem with a tls_client_auth client's subject metadata, if any."""
+def _issued_by_registered_issuer(certificate: Certificate, metadata: dict[str, Any]) -> bool:
+    """The issuer field of a verified chain's leaf is the name of the CA whose key signed it."""
+    expected = metadata.get(ISSUER_METADATA)
+    return expected is None or _is_name(certificate.issuer, expected)
+
+
+def _is_name(name: Any, expected: str) -> bool:
+    """Compared as parsed X.500 names, not as text (RFC 4514 strings list the RDNs in reverse)."""
     from cryptography import x509
 
+    try:
+        return bool(name == x509.Name.from_rfc4514_string(expected))
+    except ValueError:
+        return False
+
+
+def validate_subject_metadata(metadata: dict[str, Any]) -> str | None:
+    """For registration (§2.1.2): the problem with a tls_client_auth client's subject metadata, and
+    its optional issuer (``ISSUER_METADATA``), if any."""
+    from cryptography import x509
+
+    issuer = metadata.get(ISSUER_METADATA)
+    if issuer is not None:
+        if not isinstance(issuer, str) or not 0 < len(issuer) <= 1024:
+            return f"{ISSUER_METADATA} must be a non-empty string"
+        try:
+            x509.Name.from_rfc4514_string(issuer)
+        except ValueError:
+            return f"{ISSUER_METADATA} must be an RFC 4514 distinguished name"
     given = [name for name in SUBJECT_METADATA if metadata.get(name) is not None]
     if len(given) != 1:
         return f"tls_client_auth needs exactly one of {', '.join(SUBJECT_METADATA)}"

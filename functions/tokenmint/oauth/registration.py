@@ -9,7 +9,6 @@ are refused.
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -35,6 +34,7 @@ from .errors import (
     PayloadTooLargeError,
     UnapprovedSoftwareStatementError,
 )
+from .json_text import parse_json, unverified_jwt
 from .metadata import REGISTRATION_PATH
 from .models import (
     CLIENT_SECRET_BASIC,
@@ -49,9 +49,18 @@ from .models import (
     InitialAccessToken,
     RegistrationPolicy,
 )
-from .mtls import CERTIFICATE_BOUND, SUBJECT_METADATA, validate_subject_metadata, x5c_leaf
+from .mtls import (
+    CERTIFICATE_BOUND,
+    ISSUER_METADATA,
+    SUBJECT_METADATA,
+    ca_problem,
+    validate_subject_metadata,
+    x5c_certificate,
+    x5c_leaf,
+)
 from ..ports import ConflictError, InitialAccessTokenSpentError
 from .scope import parse_scope
+from .text import UNREADABLE
 
 if TYPE_CHECKING:
     from ..ports import ClientStore, Clock, RegistrationStore
@@ -100,17 +109,23 @@ class ClientMetadata:
     tls_client_auth_san_ip: str | None = None
     tls_client_auth_san_email: str | None = None
     tls_client_certificate_bound_access_tokens: bool | None = None
+    # tokenmint extension (oauth/mtls.py): the CA that must have issued a tls_client_auth client's certificate.
+    tokenmint_tls_client_auth_issuer_dn: str | None = None
 
 
+# RFC 8705 §2.1.2's members and tokenmint's issuer: for tls_client_auth clients only.
+TLS_CLIENT_AUTH_METADATA = (*SUBJECT_METADATA, ISSUER_METADATA)
 # What a client's record keeps of its validated metadata (the rest has fields of its own).
 STORED_METADATA = ("contacts", "software_id", "software_version", "jwks", "jwks_uri", "dpop_bound_access_tokens",
-                   CERTIFICATE_BOUND, *SUBJECT_METADATA)
+                   CERTIFICATE_BOUND, *TLS_CLIENT_AUTH_METADATA)
 
 
 def _text(min_length: int, max_length: int) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
         if not isinstance(value, str) or not min_length <= len(value) <= max_length:
             return f"must be a string of {min_length} to {max_length} characters"
+        if UNREADABLE.search(value):  # people read it: in `client list`, the console, the audit trail
+            return "must not contain control characters"
         return None
     return check
 
@@ -225,6 +240,7 @@ _MEMBER_CHECKS: dict[str, Callable[[Any], str | None]] = {
     "tls_client_auth_san_uri": _text(1, 2048),
     "tls_client_auth_san_ip": _text(1, 64),
     "tls_client_auth_san_email": _text(3, 254),
+    ISSUER_METADATA: _text(1, 1024),
     CERTIFICATE_BOUND: _boolean,
 }
 
@@ -239,11 +255,18 @@ def _consistency(metadata: ClientMetadata) -> str | None:
     if method == SELF_SIGNED_TLS_CLIENT_AUTH and metadata.jwks is not None and not any(
             key.get("x5c") for key in metadata.jwks["keys"]):
         return "self_signed_tls_client_auth needs its certificate as x5c in a jwks key (RFC 8705 §2.2.2)"
-    subject = {name: getattr(metadata, name) for name in SUBJECT_METADATA}
+    if method == SELF_SIGNED_TLS_CLIENT_AUTH and metadata.jwks is not None:
+        for index, key in enumerate(metadata.jwks["keys"]):
+            certificate = x5c_certificate(key)
+            problem = ca_problem(certificate) if certificate is not None else None
+            if problem:
+                return f"jwks: key {index}: the x5c certificate {problem}"
+    subject = {name: getattr(metadata, name) for name in TLS_CLIENT_AUTH_METADATA}
     if method == TLS_CLIENT_AUTH:
         return validate_subject_metadata(subject)
-    if any(value is not None for value in subject.values()):
-        return "tls_client_auth_* members are for token_endpoint_auth_method tls_client_auth"
+    given = [name for name, value in subject.items() if value is not None]
+    if given:
+        return f"{', '.join(given)}: only for token_endpoint_auth_method tls_client_auth"
     return None
 
 
@@ -266,8 +289,8 @@ def parse_metadata_document(body: bytes, content_type: str | None) -> dict[str, 
         return document
 
     try:
-        document = json.loads(body.decode("utf-8"), object_pairs_hook=no_duplicates)
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        document = parse_json(body, object_pairs_hook=no_duplicates)
+    except ValueError:  # UnicodeDecodeError too
         raise InvalidClientMetadataError("the body is not a valid UTF-8 JSON document") from None
     if not isinstance(document, dict):
         raise InvalidClientMetadataError("the body must be a JSON object")
@@ -305,10 +328,10 @@ class SoftwareStatementVerifier:
         if not isinstance(statement, str) or len(statement) > MAX_METADATA_BYTES:
             raise InvalidSoftwareStatementError("software_statement must be a signed JWT")
         try:
-            header = jwt.get_unverified_header(statement)
-            issuer = jwt.decode(statement, options={"verify_signature": False}).get("iss")
-        except jwt.PyJWTError:
+            header, unverified = unverified_jwt(statement)
+        except ValueError:
             raise InvalidSoftwareStatementError("software_statement is not a well-formed JWT") from None
+        issuer = unverified.get("iss")
         jwks = self.trusted_issuers.get(issuer) if isinstance(issuer, str) else None
         if jwks is None:
             raise UnapprovedSoftwareStatementError("the software statement's issuer is not trusted here")
@@ -450,6 +473,7 @@ class ClientRegistrationEndpoint:
     # -- shared --------------------------------------------------------------------------------
     def _initial_access_token(self, authorization: str | None, now: int, source_ip: str | None) -> InitialAccessToken:
         token = bearer_token(authorization)
+        self._refuse_if_over_limit(source_ip, now)
         stored = self._registrations.get_initial_access_token(hash_secret(token))
         if stored is None or not stored.usable_at(now):
             raise self._failed(InvalidTokenError("the initial access token is unknown, expired or used up"),
@@ -459,12 +483,19 @@ class ClientRegistrationEndpoint:
     def _registered_client(self, client_id: str, authorization: str | None, source_ip: str | None) -> Client:
         """The client whose registration access token is presented (unknown ids cost the same)."""
         token = bearer_token(authorization)
+        self._refuse_if_over_limit(source_ip, int(self._clock()))
         client = self._clients.get_client(client_id) if len(client_id) <= 128 else None
         stored = client.registration_access_token_hash if client else None
         if not verify_secret(token, (stored,) if stored else None) or client is None:
             raise self._failed(InvalidTokenError("the registration access token is invalid"), source_ip,
                                int(self._clock()))
         return client
+
+    def _refuse_if_over_limit(self, source_ip: str | None, now: int) -> None:
+        """A source over its failure limit gets a 429 before its bearer token is even looked up, so a
+        correct guess past the limit gains nothing (RFC 6749 §10.10)."""
+        if self._throttle is not None:
+            self._throttle.bearer_check(source_ip, now)
 
     def _failed(self, error: InvalidTokenError, source_ip: str | None, now: int) -> OAuthError:
         """A presented bearer token that is wrong: counted against its source (a missing one is not:

@@ -7,7 +7,17 @@ the source is recorded as blocked on the client's own record: the one read a tok
 makes returns the block, so it costs nothing on the success path, and the block is checked before a
 secret or an assertion is verified. A block names one source, so a stranger failing as client C from
 source X never slows C's requests from source Y. The per-source limit catches one source spraying
-many client ids: its failures are answered 429 once it is over the limit.
+many client ids: once a source is over it, its requests are refused with 429 *before* any credential
+is checked, so a correct guess past the limit gains nothing. Bearer-token endpoints (registration,
+client configuration) read the source's counter first; client authentication (token, revocation,
+introspection), whose budget is one read per token, refuses a source this process has seen go over
+the limit (a source spread across Lambda processes is still counted in the store and answered 429,
+and guesses there are against 256-bit secrets and signatures, never against a guessable value).
+
+A blocked client id and an unknown one cost the same writes: a failure is counted (the pair and the
+source counter) whether the client exists, and a request refused by a block is counted too, so the
+store's write pattern does not tell which client ids exist (a client id is no secret, RFC 6749 §2.2,
+but nothing here should enumerate them either).
 
 The answer is ``temporarily_unavailable`` with status 429: RFC 6749 §4.1.2.1 defines that code for a
 server that cannot handle the request right now, generic clients treat it as "retry later", and it
@@ -98,13 +108,47 @@ class AuthenticationThrottle:
     Counting is best effort: a store that is unavailable never turns a 401 into a 503.
     """
 
+    # Sources this process answered 429 for being over the per-source limit → the end of that window.
+    # Bounded: when full it is emptied (each dropped source comes back with its next failure).
+    MAX_REMEMBERED_SOURCES = 10_000
+
     def __init__(self, store: ThrottleStore, policy: ThrottlePolicy | None = None) -> None:
         self.store = store
         self.policy = policy or ThrottlePolicy()
+        self._over_limit: dict[str, int] = {}
+
+    def refuse_if_over_limit(self, source: str, now: int, *, read_store: bool) -> None:
+        """Raise a 429 before any credential of ``source`` is checked when it is over its per-source
+        failure limit: as this process remembers it, and with ``read_store`` as the store counts it."""
+        limit = self.policy.failures_per_source
+        if not limit:
+            return
+        until = self._over_limit.get(source, 0)
+        if until > now:
+            raise too_many_failures(until - now)
+        if not read_store:
+            return
+        start, end = self.policy.window_at(now)
+        try:
+            count = self.store.read_counter(f"source#{start}#{source}", now=now)
+        except UnavailableError:
+            return
+        if count >= limit:
+            self._remember_over_limit(source, end)
+            raise too_many_failures(end - now)
+
+    def _remember_over_limit(self, source: str, until: int) -> None:
+        if len(self._over_limit) >= self.MAX_REMEMBERED_SOURCES:
+            self._over_limit.clear()
+        self._over_limit[source] = until
 
     def guard(self, source_ip: str | None, now: int) -> AuthenticationGuard:
         """The guard of one client authentication from ``source_ip`` at ``now``."""
         return AuthenticationGuard(self, source_ip, now)
+
+    def bearer_check(self, source_ip: str | None, now: int) -> None:
+        """Before an initial or registration access token is checked: a 429 if its source is over the limit."""
+        self.refuse_if_over_limit(source_key(source_ip), now, read_store=True)
 
     def bearer_failure(self, error: OAuthError, source_ip: str | None, now: int) -> OAuthError:
         """A wrong initial or registration access token (RFC 7591 §3, RFC 7592 §3): counted per
@@ -126,9 +170,10 @@ class AuthenticationThrottle:
                                  retry_after=end - now)
 
     def failure(self, error: OAuthError, source: str, client_id: str | None, client: Client | None,
-                now: int) -> OAuthError:
+                now: int, *, blocked: bool = False) -> OAuthError:
         """Count a failed authentication from ``source`` claiming ``client_id`` (None: no client was
-        named, or the id was too long to look up); ``client`` is the record found for it, if any.
+        named, or the id was too long to look up); ``client`` is the record found for it, if any;
+        ``blocked``: the request was refused by the block already on that record (not written again).
         Returns what to raise: ``error``, or a 429 when the pair or the source is over its limit."""
         policy = self.policy
         start, end = policy.window_at(now)
@@ -140,12 +185,14 @@ class AuthenticationThrottle:
                 # The failure that reaches the limit records the block, so the next request from this
                 # source is refused before its credentials are checked. Past the limit a known client
                 # is blocked again: a block lost to a race or to the bounded map comes back at once.
-                if pair == pair_limit or (pair > pair_limit and client is not None):
+                if not blocked and (pair == pair_limit or (pair > pair_limit and client is not None)):
                     self.store.block_source(client_id, source, end, now=now)
             if source_limit:
                 per_source = self.store.add_to_counter(f"source#{start}#{source}", now=now, expires_at=end)
         except UnavailableError:
             return error
+        if source_limit and per_source >= source_limit:  # the next request from it is refused unchecked
+            self._remember_over_limit(source, end)
         if (pair_limit and pair > pair_limit) or (source_limit and per_source > source_limit):
             return too_many_failures(end - now, error.client_id)
         return error
@@ -161,10 +208,15 @@ class AuthenticationGuard:
         self._now = now
         self.client_id: str | None = None  # the id the request claimed, once it was looked up
         self.client: Client | None = None
+        self.blocked = False  # refused by a block already on the client's record
 
     @cached_property
     def source(self) -> str:  # only computed when needed: a client without blocks that succeeds never is
         return source_key(self._source_ip)
+
+    def refuse_if_over_limit(self) -> None:
+        """Before any credential is checked: a 429 if this process saw the source go over its limit."""
+        self._throttle.refuse_if_over_limit(self.source, self._now, read_store=False)
 
     def lookup(self, get_client: Callable[[str], Client | None]) -> Callable[[str], Client | None]:
         """``get_client``, checking each client it returns for a block on this request's source."""
@@ -174,10 +226,12 @@ class AuthenticationGuard:
             if client is not None and client.auth_blocks:
                 until = client.auth_blocks.get(self.source, 0)
                 if until > self._now:
+                    self.blocked = True
                     raise too_many_failures(until - self._now, client.client_id)
             return client
         return client_for
 
     def failed(self, error: OAuthError) -> OAuthError:
-        """Count this failed authentication; what to raise (``error`` or a 429)."""
-        return self._throttle.failure(error, self.source, self.client_id, self.client, self._now)
+        """Count this failed (or blocked) authentication; what to raise (``error`` or a 429)."""
+        return self._throttle.failure(error, self.source, self.client_id, self.client, self._now,
+                                      blocked=self.blocked)

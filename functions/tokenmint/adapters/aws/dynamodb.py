@@ -205,7 +205,7 @@ class DynamoDbStore:
             raise
 
     # -- client assertion replay (oauth.client_assertion.ReplayCache) ---------------------------
-    def use_once(self, key: str, expires_at: int) -> bool:
+    def use_once(self, key: str, expires_at: int, *, partition: str | None = None) -> bool:
         """One conditional put: of two concurrent uses of a jti exactly one succeeds."""
         item = {"pk": {"S": f"ASSERTION#{key}"}, "sk": {"S": "USED"}, "ttl": {"N": str(expires_at)}}
         try:
@@ -227,6 +227,14 @@ class DynamoDbStore:
                             ExpressionAttributeValues={":one": {"N": "1"}, ":ttl": {"N": str(expires_at)}},
                             ReturnValues="UPDATED_NEW")
         return int(answer["Attributes"]["count"]["N"])
+
+    def read_counter(self, key: str, *, now: int) -> int:
+        item = self._call("get_item", Key=self._key(f"THROTTLE#{key}", "COUNT"), ConsistentRead=True,
+                          ProjectionExpression="#count, #ttl",
+                          ExpressionAttributeNames={"#count": "count", "#ttl": "ttl"}).get("Item")
+        if not item or int(item["ttl"]["N"]) <= now:  # TTL deletes late: an expired counter counts 0
+            return 0
+        return int(item["count"]["N"])
 
     def block_source(self, client_id: str, source: str, until: int, *, now: int) -> None:
         key = self._key(f"CLIENT#{client_id}", CLIENT_SK)

@@ -139,7 +139,7 @@ class SqliteStore:
         return row is not None
 
     # -- client assertion replay (oauth.client_assertion.ReplayCache) ---------------------------
-    def use_once(self, key: str, expires_at: int) -> bool:
+    def use_once(self, key: str, expires_at: int, *, partition: str | None = None) -> bool:
         with self._db.transaction() as conn:
             conn.execute("DELETE FROM used_assertions WHERE expires_at <= CAST(strftime('%s','now') AS INTEGER)")
             inserted = conn.execute("INSERT OR IGNORE INTO used_assertions (key, expires_at) VALUES (?, ?)",
@@ -153,6 +153,11 @@ class SqliteStore:
             conn.execute("INSERT INTO throttle_counters (key, count, expires_at) VALUES (?, 1, ?) "
                          "ON CONFLICT (key) DO UPDATE SET count = count + 1", (key, expires_at))
             return int(conn.execute("SELECT count FROM throttle_counters WHERE key = ?", (key,)).fetchone()[0])
+
+    def read_counter(self, key: str, *, now: int) -> int:
+        row = self._db.execute("SELECT count FROM throttle_counters WHERE key = ? AND expires_at > ?",
+                               (key, now)).fetchone()
+        return int(row[0]) if row else 0
 
     def block_source(self, client_id: str, source: str, until: int, *, now: int) -> None:
         with self._db.transaction() as conn:  # read and write in one transaction: no block is lost
