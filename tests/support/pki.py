@@ -29,6 +29,12 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
 
 
+def _valid_from() -> datetime.datetime:
+    """Where certificates' validity starts by default: a day ago, so that a test module that took its
+    "now" at import, minutes before a long run reaches it, still finds them valid."""
+    return _now() - datetime.timedelta(days=1)
+
+
 def new_key(kind: str = "ec") -> PrivateKey:
     if kind == "rsa":
         return rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -86,7 +92,7 @@ def _write(directory: Path, stem: str, certificate: x509.Certificate, key: Priva
 
 def _builder(subject: x509.Name, issuer: x509.Name, public_key: Any, not_before: datetime.datetime | None,
              not_after: datetime.datetime | None, serial: int | None = None) -> x509.CertificateBuilder:
-    start = not_before or _now() - datetime.timedelta(days=1)  # valid for tests that took their time at import
+    start = not_before or _valid_from()
     return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public_key)
             .serial_number(serial or x509.random_serial_number()).not_valid_before(start)
             .not_valid_after(not_after or start + datetime.timedelta(days=30))
@@ -210,7 +216,7 @@ def version_1_self_signed(directory: Path, common_name: str) -> Credential:
     drops the version field from a version 3 one without extensions and signs it again."""
     key = new_key()
     subject = name(common_name)
-    start = _now() - datetime.timedelta(minutes=5)
+    start = _valid_from()
     v3 = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
           .serial_number(x509.random_serial_number()).not_valid_before(start)
           .not_valid_after(start + datetime.timedelta(days=30)).sign(key, hashes.SHA256()))

@@ -126,6 +126,8 @@ class AuthenticationThrottle:
         until = self._over_limit.get(source, 0)
         if until > now:
             raise too_many_failures(until - now)
+        if until:  # its window is over
+            self._over_limit.pop(source, None)
         if not read_store:
             return
         start, end = self.policy.window_at(now)
@@ -136,6 +138,10 @@ class AuthenticationThrottle:
         if count >= limit:
             self._remember_over_limit(source, end)
             raise too_many_failures(end - now)
+
+    def sources_over_limit(self) -> bool:
+        """Whether this process remembers any source over its limit (expired entries included)."""
+        return bool(self._over_limit)
 
     def _remember_over_limit(self, source: str, until: int) -> None:
         if len(self._over_limit) >= self.MAX_REMEMBERED_SOURCES:
@@ -216,7 +222,8 @@ class AuthenticationGuard:
 
     def refuse_if_over_limit(self) -> None:
         """Before any credential is checked: a 429 if this process saw the source go over its limit."""
-        self._throttle.refuse_if_over_limit(self.source, self._now, read_store=False)
+        if self._throttle.sources_over_limit():  # else the source need not even be computed
+            self._throttle.refuse_if_over_limit(self.source, self._now, read_store=False)
 
     def lookup(self, get_client: Callable[[str], Client | None]) -> Callable[[str], Client | None]:
         """``get_client``, checking each client it returns for a block on this request's source."""
