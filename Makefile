@@ -8,7 +8,7 @@ SAM      := $(SAM_VENV)/bin/sam
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test build bench lint clean
+.PHONY: run test build bench lint docs clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ run: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/pytest
 
+# The shipped code (functions/), with zero findings: ruff, then mypy (its settings: pyproject.toml).
+lint: $(BIN)/.installed
+	$(BIN)/ruff check functions
+	$(BIN)/mypy
+
 # sam build needs neither Docker nor python3.13: functions/Makefile copies the code and
 # cross-installs the dependency layer for python3.13 on arm64.
 build: $(SAM)
@@ -40,5 +45,9 @@ bench: $(BIN)/.installed
 	$(BIN)/python infra/bench/load.py --json $(BENCH_LOAD_JSON)
 	$(BIN)/python infra/bench/cost.py --load $(BENCH_LOAD_JSON)
 
+# docs/ as a site (mkdocs.yml): strict, so a broken link, anchor or nav entry fails the build.
+docs: $(BIN)/.installed
+	$(BIN)/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) .tools .aws-sam .pytest_cache
+	rm -rf $(VENV) .tools .aws-sam .pytest_cache site

@@ -7,7 +7,6 @@ import re
 from dataclasses import replace
 from typing import Any
 
-from .observability import audit
 from .oauth.credentials import generate_client_id, generate_client_secret, hash_secret
 from .oauth.errors import OAuthError
 from .oauth.models import (
@@ -23,6 +22,7 @@ from .oauth.models import (
 )
 from .oauth.resource import normalize_resource_identifier
 from .oauth.scope import validate_scope_tokens
+from .observability import audit
 from .ports import ClientStore, ConflictError, RegistrationStore, ResourceStore
 
 SERVE_TOKEN_ID = "iat_serve"
@@ -109,7 +109,7 @@ def certificate_jwk(pem: str) -> dict[str, Any]:
     problem = ca_problem(certificate)
     if problem:
         raise AdminError(f"the certificate {problem}; make it with -addext basicConstraints=critical,CA:FALSE "
-                         "(README: Mutual TLS on a laptop)")
+                         "(docs/deploy.md: Mutual TLS on a laptop)")
     key = certificate.public_key()
     alg = {rsa.RSAPublicKey: "RS256", ec.EllipticCurvePublicKey: "ES256", ed25519.Ed25519PublicKey: "EdDSA"}
     for kind, name in alg.items():

@@ -14,7 +14,7 @@ import time
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, urlencode
 
 from . import admin, observability
@@ -121,9 +121,9 @@ def _resource_view(resource: Resource) -> dict[str, Any]:
 
 def _table(rows: list[list[str]], header: list[str]) -> None:
     cells = [[printable(str(cell)) for cell in row] for row in (header, *rows)]
-    widths = [max(len(cell) for cell in column) for column in zip(*cells)]
+    widths = [max(len(cell) for cell in column) for column in zip(*cells, strict=True)]
     for row in cells:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
 # -- commands -------------------------------------------------------------------------------------
@@ -150,7 +150,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                         data_dir=args.data_dir, signing_alg=args.alg, allow_private_jwks_uri=args.dev,
                         authorizer_routes={route: tuple(scopes.split())
                                            for route, scopes in SAMPLE_AUTHORIZER_ROUTES.items()},
-                        **throttle_settings(os.environ),  # TOKENMINT_AUTH_FAILURE_WINDOW etc. (README)
+                        **throttle_settings(os.environ),  # TOKENMINT_AUTH_FAILURE_WINDOW etc. (docs/configuration.md)
                         **outbound_settings(os.environ),  # TOKENMINT_FETCH_DEADLINE
                         mtls_base_url=mtls_base_url)
     issuer = settings.issuer or ""
@@ -415,8 +415,18 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
-    actions = admin.rotate_keys(_key_ring(args), force=args.force)
-    print("\n".join(actions) if actions else "nothing to do: no rotation is due (use --force to start one)")
+    """Start a rotation now (the scheduled function only rotates when one is due), or take the one
+    under way as far as it may go, and say when its next key signs."""
+    ring = _key_ring(args)
+    actions = admin.rotate_keys(ring, force=True)
+    print("\n".join(actions) if actions else "a rotation is already under way")
+    upcoming = ring.next_activation()
+    if upcoming is not None:
+        record, at = upcoming
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at))
+        runner = ("the next scheduled rotation after that" if args.backend == "aws"
+                  else "the first `tokenmint keys rotate` after that")
+        print(f"{record.kid} is published and signs from {when} ({runner} makes it active)")
     return 0
 
 
@@ -458,8 +468,9 @@ def _http_json(request: urllib.request.Request) -> tuple[int, Any]:
     from .outbound import FetchError, FetchPolicy, exchange_json
 
     try:
+        # Request types data as anything urllib can send; cmd_token only ever gives it bytes.
         status, body = exchange_json(request.full_url, FetchPolicy.configured(deadline=10.0),
-                                     data=request.data, headers=dict(request.header_items()))
+                                     data=cast("bytes | None", request.data), headers=dict(request.header_items()))
     except FetchError as exc:  # the user's own request: what failed is theirs to read
         raise admin.AdminError(f"{request.full_url.split('?')[0]}: {exc.detail}") from None
     return status, body if body is not None else {"error": f"HTTP {status}"}
@@ -521,7 +532,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def _since(value: str) -> float:
     """``15m``, ``1h``, ``7d`` (that long ago) or an ISO 8601 time (UTC unless it names a zone)."""
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
 
     try:
         return time.time() - admin.parse_duration(value)
@@ -532,7 +543,7 @@ def _since(value: str) -> float:
     except ValueError:
         raise admin.AdminError(f"--since {value!r}: give a duration like 15m, 1h or 7d, or an ISO 8601 time "
                                "like 2026-01-31T09:00:00Z") from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _logs_insights_hint(args: argparse.Namespace, since: float | None) -> str:
@@ -552,8 +563,8 @@ def _logs_insights_hint(args: argparse.Namespace, since: float | None) -> str:
     now = int(time.time())
     start = int(since) if since is not None else now - 86_400
     region = f" --region {shlex.quote(args.region)}" if args.region else ""
-    return (
-        "the deployed stack's audit trail is its functions' CloudWatch Logs, not a table: one JSON line per\n"
+    return (  # words, not SQL: S608 reads "select those log groups ... from a shell" as a query
+        "the deployed stack's audit trail is its functions' CloudWatch Logs, not a table: one JSON line per\n"  # noqa: S608
         f"audit event in the log groups /aws/lambda/{stack}-*Function-* (kept LogRetentionInDays).\n"
         "In the CloudWatch console, Logs Insights, select those log groups and run:\n\n"
         f"  {query}\n\n"
@@ -599,7 +610,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--mtls-port", type=int, metavar="PORT",
                        help="with --client-ca: serve mutual TLS on this second port instead, certificate "
                             "required (0: a free port); its URL is published as mtls_endpoint_aliases")
-    # What slow or numerous connections may hold (server.Limits; README: the `tokenmint serve` commands).
+    # What slow or numerous connections may hold (server.Limits; docs/cli.md: `tokenmint serve`).
     for flag, kind, what in (("--max-connections", int, "connections served at once"),
                              ("--max-connections-per-source", int, "of those, from one address (IPv6: one /64)"),
                              ("--idle-timeout", float, "seconds a connection may wait for its next request"),
@@ -649,7 +660,8 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--json", action="store_true", help="print one JSON object")
     create.set_defaults(func=cmd_client_create)
     listing = client_commands.add_parser("list", help="list clients")
-    listing.add_argument("--unused-for", metavar="DURATION", help="only clients without a token for this long, e.g. 30d")
+    listing.add_argument("--unused-for", metavar="DURATION",
+                         help="only clients without a token for this long, e.g. 30d")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=cmd_client_list)
     rotate = client_commands.add_parser("rotate-secret", help="issue a new secret; the old one works for --grace")
@@ -698,8 +710,9 @@ def build_parser() -> argparse.ArgumentParser:
     listing = key_commands.add_parser("list", help="every key with its state (next, active, retiring, retired)")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=cmd_keys_list)
-    rotate = key_commands.add_parser("rotate", help="run one step of the scheduled rotation now")
-    rotate.add_argument("--force", action="store_true", help="start a new rotation even if none is due")
+    rotate = key_commands.add_parser("rotate", help="start a rotation now: publish the next key (and take one "
+                                                    "under way as far as it may go)")
+    rotate.add_argument("--force", action="store_true", help=argparse.SUPPRESS)  # what rotate always does now
     rotate.set_defaults(func=cmd_keys_rotate)
     rollover = key_commands.add_parser("rollover", help="make a new key sign at once")
     rollover.add_argument("--compromised", action="store_true",

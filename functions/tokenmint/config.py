@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
 from .oauth.jwk import SIGNING_ALGORITHMS
@@ -38,7 +38,7 @@ def issuer_for(configured: str | None, domain_name: str) -> str:
     return configured or "https://" + domain_name
 
 
-def request_url(domain_name: str, raw_path: str, forwarded_proto: str | None) -> str:
+def request_url(domain_name: str, raw_path: str | None, forwarded_proto: str | None) -> str:
     """The URL a request was sent to, without query (what a DPoP proof's htu names): API Gateway
     serves https only; the embedded server states its scheme in X-Forwarded-Proto."""
     scheme = "http" if (forwarded_proto or "").strip().lower() == "http" else "https"
@@ -149,7 +149,18 @@ class Settings:
         )
 
 
-def throttle_settings(env: Mapping[str, str]) -> dict[str, int]:
+class ThrottleSettings(TypedDict):
+    auth_failure_window: int
+    auth_failures_per_client_source: int
+    auth_failures_per_source: int
+    registrations_per_source: int
+
+
+class OutboundSettings(TypedDict):
+    fetch_deadline: float
+
+
+def throttle_settings(env: Mapping[str, str]) -> ThrottleSettings:
     """The abuse-resistance fields of :class:`Settings` from ``env`` (``tokenmint serve`` reads them too)."""
     return {"auth_failure_window": _int(env, "TOKENMINT_AUTH_FAILURE_WINDOW", 60),
             "auth_failures_per_client_source": _int(env, "TOKENMINT_AUTH_FAILURES_PER_CLIENT_SOURCE", 30),
@@ -157,7 +168,7 @@ def throttle_settings(env: Mapping[str, str]) -> dict[str, int]:
             "registrations_per_source": _int(env, "TOKENMINT_REGISTRATIONS_PER_SOURCE", 20)}
 
 
-def outbound_settings(env: Mapping[str, str]) -> dict[str, float]:
+def outbound_settings(env: Mapping[str, str]) -> OutboundSettings:
     """The outbound-fetch fields of :class:`Settings` from ``env`` (``tokenmint serve`` reads them too)."""
     value = env.get("TOKENMINT_FETCH_DEADLINE") or str(DEFAULT_DEADLINE)
     try:

@@ -58,9 +58,9 @@ class KeyRecord:
     def to_record(self) -> dict[str, Any]:
         return {"key_id": self.key_id, "alg": self.alg, "state": self.state, "created_at": self.created_at,
                 "kid": self.kid, "public_jwk": self.public_jwk, "key_ref": self.key_ref,
-                "published_at": self.published_at, "activated_at": self.activated_at, "retiring_since": self.retiring_since,
-                "compromised": self.compromised, "deletion_scheduled": self.deletion_scheduled,
-                "version": self.version}
+                "published_at": self.published_at, "activated_at": self.activated_at,
+                "retiring_since": self.retiring_since, "compromised": self.compromised,
+                "deletion_scheduled": self.deletion_scheduled, "version": self.version}
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> KeyRecord:
@@ -122,6 +122,11 @@ def successor_id(active: KeyRecord) -> str:
     return "key_" + hashlib.sha256(f"next-of:{active.key_id}".encode()).hexdigest()[:16]
 
 
+def _first(records: list[KeyRecord] | None) -> KeyRecord | None:
+    """The first of ``records``, or None when there is none (a state's keys from ``_by_state``)."""
+    return records[0] if records else None
+
+
 @dataclass
 class KeyRing:
     """The lifecycle operations; the scheduled rotation function and ``tokenmint keys`` call them."""
@@ -157,7 +162,7 @@ class KeyRing:
     def _start(self, state: str, key_id: str | None = None) -> KeyRecord:
         pending = KeyRecord(key_id=key_id or new_key_id(), alg=self.alg, state=PENDING, created_at=self._now())
         self.registry.create_key_record(pending)  # the intent first: a crash leaves a pending record
-        changes = {"activated_at": self._now()} if state == ACTIVE else {}
+        changes: dict[str, Any] = {"activated_at": self._now()} if state == ACTIVE else {}
         return self._materialise(pending, state, **changes)
 
     def _first_key(self, now: int) -> tuple[KeyRecord | None, list[str]]:
@@ -189,7 +194,7 @@ class KeyRing:
                                       **({} if has_active else {"activated_at": now}))
             done.append(f"created {ready.kid} ({ready.state})")
             keys = self._by_state()
-        active = (keys.get(ACTIVE) or [None])[0]
+        active = _first(keys.get(ACTIVE))
         if active is None:
             first, said = self._first_key(now) if not keys else (None, [])
             if first is None or first.key_ref != self.bootstrap_key_ref:
@@ -199,13 +204,13 @@ class KeyRing:
                 return done + said
             active = first
             done += said
-        upcoming = (keys.get(NEXT) or [None])[0]
+        upcoming = _first(keys.get(NEXT))
         due = force or (active.activated_at or active.created_at) + self.rotation_interval <= now
         if upcoming is None and due:
             try:
                 upcoming = self._start(NEXT, key_id=successor_id(active))
             except ConflictError:
-                return done + ["another run is creating the next key"]
+                return [*done, "another run is creating the next key"]
             done.append(f"created {upcoming.kid} (next: published, not signing yet)")
         if upcoming is not None and (upcoming.published_at or now) + self.prepublish <= now:
             self.registry.update_key_records([
@@ -214,6 +219,14 @@ class KeyRing:
             done.append(f"promoted {upcoming.kid}; {active.kid} is retiring")
         done += self._retire(now)
         return done
+
+    def next_activation(self) -> tuple[KeyRecord, int] | None:
+        """The key published to sign next, and when a rotation run may first make it active
+        (``prepublish`` after it was published, so every cached JWKS holds it by then)."""
+        upcoming = _first(self._by_state().get(NEXT))
+        if upcoming is None:
+            return None
+        return upcoming, (upcoming.published_at or upcoming.created_at) + self.prepublish
 
     def _retire(self, now: int) -> list[str]:
         done = []
@@ -237,7 +250,7 @@ class KeyRing:
         if not keys and self.bootstrap_key_ref:  # the deployed key signs now: it is the "old" one
             self._first_key(now)
             keys = self._by_state()
-        old = (keys.get(ACTIVE) or [None])[0]
+        old = _first(keys.get(ACTIVE))
         pending = KeyRecord(key_id=new_key_id(), alg=self.alg, state=PENDING, created_at=now)
         self.registry.create_key_record(pending)
         key_ref, jwk = self.material.create(pending.key_id, pending.alg)
@@ -256,7 +269,7 @@ class KeyRing:
 
     def ensure_alg(self) -> KeyRecord:
         """An active key of this ring's algorithm (first start, or the configured algorithm changed)."""
-        active = (self._by_state().get(ACTIVE) or [None])[0]
+        active = _first(self._by_state().get(ACTIVE))
         if active is not None and active.alg == self.alg:
             return active
         if active is None:
@@ -303,7 +316,7 @@ class ManagedKeyStore:
                      if r.state in PUBLISHED and r.public_jwk and not r.compromised]
         if not published and self.bootstrap is not None:
             return [self.bootstrap.jwk]
-        return published  # type: ignore[return-value]
+        return published
 
     def refresh(self) -> None:
         self._read_at = float("-inf")

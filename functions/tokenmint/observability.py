@@ -129,7 +129,7 @@ def _count(action: str, outcome: str) -> None:
 # -- the audit trail --------------------------------------------------------------------------------
 AuditSink = Callable[[dict[str, Any]], None]
 _sinks: list[AuditSink] = []
-_request_source: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("request_source", default={})
+_request_source: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("request_source")
 
 
 def audit(action: str, outcome: str, **fields: Any) -> None:
@@ -137,7 +137,7 @@ def audit(action: str, outcome: str, **fields: Any) -> None:
     structured log line, the metrics it implies, and every installed sink (the embedded backend's
     audit table). The request's source IP and user agent are added when the caller did not name them."""
     event = {"action": action, "outcome": outcome}
-    event.update((k, v) for k, v in _request_source.get().items() if fields.get(k) is None)
+    event.update((k, v) for k, v in _request_source.get({}).items() if fields.get(k) is None)
     event.update((k, v) for k, v in fields.items() if v is not None)
     logger.info(action, extra={"audit": True, **event})
     _count(action, outcome)
@@ -146,7 +146,7 @@ def audit(action: str, outcome: str, **fields: Any) -> None:
         for sink in list(_sinks):
             try:
                 sink(record)
-            except Exception as exc:  # the trail is best effort here; the request's outcome is not
+            except Exception as exc:  # noqa: BLE001 - the trail is best effort here; the request's outcome is not
                 logger.warning("audit event not stored", extra={"action": action, "error": repr(exc)})
 
 

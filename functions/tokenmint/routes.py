@@ -15,7 +15,6 @@ from .oauth.metadata import (
     TOKEN_PATH,
 )
 
-
 # The OpenAPI description of this API (functions/tokenmint/openapi.json), served by discovery.
 OPENAPI_PATH = "/openapi.json"
 

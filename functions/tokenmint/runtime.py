@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .config import Settings
-from .ports import ClientStore, Clock, KeyStore, RegistrationStore, ResourceStore, RevocationStore
+from .ports import ClientStore, Clock, KeyStore, RegistrationStore, ResourceStore, RevocationStore, ThrottleStore
+
+if TYPE_CHECKING:
+    from .oauth.dpop import ReplayCache
+
+    class ClientTable(ClientStore, ThrottleStore, ReplayCache, Protocol):
+        """The client records and what is kept beside them: the spent ``jti``s of client assertions
+        and DPoP proofs, and the throttle's counters and blocks (written onto the client record)."""
 
 
 @dataclass
 class Backend:
     settings: Settings
-    clients: ClientStore
+    clients: ClientTable
     resources: ResourceStore
     keys: KeyStore
     registrations: RegistrationStore
@@ -55,17 +62,18 @@ def _open(settings: Settings) -> Backend:
         from .adapters.aws.kms import KmsKeyMaterial, KmsSigningKey
         from .adapters.cache import CachedResourceStore
 
+        assert settings.table_name and settings.signing_key_id  # Settings requires both with the aws backend
         kms = aws_client("kms", settings.region)
-        store = DynamoDbStore(aws_client("dynamodb", settings.region), settings.table_name)
-        material = KmsKeyMaterial(kms, stack=settings.stack_name, alias_prefix=f"alias/{settings.stack_name}-key-",
+        table = DynamoDbStore(aws_client("dynamodb", settings.region), settings.table_name)
+        kms_keys = KmsKeyMaterial(kms, stack=settings.stack_name, alias_prefix=f"alias/{settings.stack_name}-key-",
                                   multi_region=bool(settings.key_replica_regions),
                                   replica_regions=settings.key_replica_regions)
         bootstrap = KmsSigningKey(kms, settings.signing_key_id, settings.signing_alg)
-        keys = ManagedKeyStore(store, material, bootstrap=bootstrap)
-        ring = KeyRing(store, material, settings.signing_alg, rotation_interval=interval,
+        keys = ManagedKeyStore(table, kms_keys, bootstrap=bootstrap)
+        ring = KeyRing(table, kms_keys, settings.signing_alg, rotation_interval=interval,
                        bootstrap_key_ref=settings.signing_key_id)
-        resources = CachedResourceStore(store, time.monotonic, ttl=settings.resource_cache_seconds)
-        return Backend(settings, store, resources, keys, store, store, key_ring=ring)
+        resources = CachedResourceStore(table, time.monotonic, ttl=settings.resource_cache_seconds)
+        return Backend(settings, table, resources, keys, table, table, key_ring=ring)
 
     from .adapters.embedded.local_keys import LocalKeyMaterial, SqliteKeyRegistry
     from .adapters.embedded.sqlite import SqliteDatabase, SqliteStore

@@ -38,7 +38,7 @@ MAX_BODY_BYTES = 64 * 1024  # the handlers enforce their own, smaller limits wit
 
 @dataclass(frozen=True)
 class Limits:
-    """What one client can hold of the server, and for how long (README: the `tokenmint serve` commands).
+    """What one client can hold of the server, and for how long (docs/cli.md: `tokenmint serve`).
 
     A connection holds a thread. Slow clients are bounded by totals, not per read (a client dripping
     a byte before each read timeout would otherwise keep its thread forever): a request's head and
@@ -242,7 +242,7 @@ def source_of(address: str) -> str:
 class Slot:
     """One admitted connection; ``closed`` once its place is given back (it ended, or made room)."""
 
-    __slots__ = ("source", "connection", "closed")
+    __slots__ = ("closed", "connection", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -348,6 +348,7 @@ class _Handler(BaseHTTPRequestHandler):
     routes: tuple[tuple[re.Pattern[str], Route], ...] = ()
     domain = "127.0.0.1"
     scheme = "http"
+    rfile: io.BufferedReader  # setup() replaces the stdlib's reader with one that has deadlines
 
     def setup(self) -> None:
         super().setup()
@@ -413,7 +414,7 @@ class _Handler(BaseHTTPRequestHandler):
         except BadRequestHead as exc:
             return self._error(exc.status, str(exc))
         path, _ = split_target(self.path)
-        for pattern, route in self.routes:
+        for pattern, route in self.routes:  # noqa: B007 - the route found is used after the loop
             match = pattern.fullmatch(path)
             if match:
                 break
@@ -434,7 +435,7 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         try:
             result = invoke(route.handler, route.function, event)
-        except Exception:  # the resolver answers every error itself; this is a last resort
+        except Exception:  # noqa: BLE001 - the resolver answers every error itself; this is a last resort
             logger.exception("handler failed outside the resolver")
             return self._error(500, "internal error", error="server_error")
         payload = result.get("body") or ""
@@ -476,7 +477,7 @@ class _Handler(BaseHTTPRequestHandler):
         }
         try:
             answer = invoke(module, function, authorizer_event)
-        except Exception:  # API Gateway answers 500 when the authorizer fails
+        except Exception:  # noqa: BLE001 - API Gateway answers 500 when the authorizer fails
             logger.exception("authorizer failed")
             self._gateway_error(500, "Internal Server Error")
             return False
@@ -579,8 +580,8 @@ class EmbeddedServer(ThreadingHTTPServer):
 def make_server(host: str, port: int, tls: ssl.SSLContext | None = None, limits: Limits = Limits()) -> EmbeddedServer:
     """An HTTP server bound to ``host:port`` (0: any free port) serving every route of the template;
     HTTPS with ``tls`` (see tls_context); ``limits`` on what clients may hold (see Limits)."""
-    handler = type("Handler", (_Handler,), {"routes": tuple((route_pattern(r.path), r) for r in ROUTES),
-                                            "scheme": "https" if tls else "http"})
+    handler: type[_Handler] = type("Handler", (_Handler,), {"routes": tuple((route_pattern(r.path), r) for r in ROUTES),
+                                                            "scheme": "https" if tls else "http"})
     server = EmbeddedServer((host, port), handler, tls, limits)
     handler.domain = f"{host}:{server.server_address[1]}"
     return server

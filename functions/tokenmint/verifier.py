@@ -23,10 +23,10 @@ from typing import Any, Protocol
 import jwt
 
 from .oauth.access_token import ACCESS_TOKEN_TYP
+from .oauth.dpop import DPOP_ALGORITHMS, InvalidDpopProofError, ReplayCache, verify_proof
 from .oauth.errors import challenge
 from .oauth.json_text import unverified_jwt
 from .oauth.jwk import numeric_date
-from .oauth.dpop import DPOP_ALGORITHMS, InvalidDpopProofError, ReplayCache, verify_proof
 from .outbound import FetchError, FetchPolicy, fetch_json
 
 ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
@@ -104,15 +104,21 @@ class KeySource(Protocol):
         """The verification key for ``kid`` (refreshing if it is unknown), or None."""
 
 
+class _DeclaredJwk(jwt.PyJWK):
+    """A PyJWK that keeps the JWK's own ``alg``: PyJWK fills in a default when the JWK names none."""
+
+    def __init__(self, jwk: dict[str, Any]) -> None:
+        super().__init__(jwk)
+        self.declared_alg: object = jwk.get("alg")
+
+
 def _select(keys: list[dict[str, Any]], kid: str | None) -> jwt.PyJWK | None:
     for jwk in keys:
         if kid is None or jwk.get("kid") == kid:
             try:
-                key = jwt.PyJWK(jwk)
+                return _DeclaredJwk(jwk)
             except (jwt.PyJWTError, ValueError, TypeError):
                 continue
-            key.declared_alg = jwk.get("alg")  # PyJWK fills in a default when the JWK names none
-            return key
     return None
 
 
@@ -189,8 +195,8 @@ class MemoryReplayCache:
 
     A full cache refuses rather than forgets (forgetting a live jti would let its proof be replayed),
     and the per-client bound keeps that refusal on the client that filled it: one client sending
-    proofs as fast as it can no longer blocks every other client's proofs. Sizing (README, "Checking
-    tokens on the resource-server side"): a proof stays recorded about 300 s (MAX_PROOF_AGE), so a
+    proofs as fast as it can no longer blocks every other client's proofs. Sizing (docs/resource-servers.md,
+    "DPoP proofs at the resource server"): a proof stays recorded about 300 s (MAX_PROOF_AGE), so a
     client sending r proofs a second to this process needs 300·r entries; the defaults (10,000 per
     client, 200,000 in all, about 140 bytes each, so under 30 MB when full) fit a client at ~33
     requests a second and twenty such clients at once.
@@ -318,7 +324,8 @@ class TokenVerifier:
     def _with_scopes(verified: VerifiedToken, required_scopes: Iterable[str]) -> VerifiedToken:
         required = tuple(required_scopes)
         if any(s not in verified.scopes for s in required):
-            raise TokenRejected("insufficient_scope", "the access token lacks a required scope", scope=" ".join(required))
+            raise TokenRejected("insufficient_scope", "the access token lacks a required scope",
+                                scope=" ".join(required))
         return verified
 
     def inspect(self, token: str) -> VerifiedToken:

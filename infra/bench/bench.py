@@ -1,4 +1,4 @@
-"""`make bench`: the DESIGN.md performance budget, measured. Prints a Markdown table for README.
+"""`make bench`: the DESIGN.md performance budget, measured. Prints a Markdown table for docs/performance.md.
 
 1. Cold start: import + init of each function in a fresh interpreter (the AWS backend with its two
    botocore clients), as a ratio to the baseline `import boto3` + two clients. Median of N runs.

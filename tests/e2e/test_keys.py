@@ -48,3 +48,24 @@ def test_rotation_and_emergency_rollover_while_serving(tmp_path):
         assert jwt.decode(third, KeySet.import_key_set(jwks())).header["kid"] in published
     finally:
         stop(process)
+
+
+def test_given_a_fresh_server_when_keys_rotate_then_a_rotation_starts_and_says_when_its_key_signs(tmp_path):
+    # Whoever types `rotate` means it (it used to answer "nothing to do: no rotation is due")
+    process, server = start_server(tmp_path / "data")
+    try:
+        read_banner(process, server, "/token")
+        started = server.cli("keys", "rotate").stdout
+        listed = {k["state"]: k for k in json.loads(server.cli("keys", "list", "--json").stdout)}
+        assert set(listed) == {"active", "next"}
+        assert f"created {listed['next']['kid']} (next" in started
+        assert f"{listed['next']['kid']} is published and signs from " in started
+        assert len(requests.get(server.metadata["jwks_uri"], timeout=5).json()["keys"]) == 2
+        # A second rotate while that one is under way says so, and when its key signs
+        again = server.cli("keys", "rotate").stdout
+        assert again.startswith("a rotation is already under way")
+        assert started.splitlines()[-1] in again
+        assert len(json.loads(server.cli("keys", "list", "--json").stdout)) == 2  # no third key
+        assert "--force" not in again
+    finally:
+        stop(process)

@@ -1,4 +1,4 @@
-"""README's "Mutual TLS on a laptop" as a user pastes it: its openssl commands make the PKI, then
+"""docs/deploy.md's "Mutual TLS on a laptop" as a user pastes it: its openssl commands make the PKI, then
 `tokenmint serve` runs with its flags (on free ports). The self-signed client certificate they make
 registers and authenticates; a certificate its holder signs with its key, carrying a tls_client_auth
 client's subject and SAN, gets nobody a token (RFC 8705 §7.4). TLS clients are requests/urllib3;
@@ -20,9 +20,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from support import pki
 from support.server import read_banner, start_server, stop
 
-README = Path(__file__).resolve().parents[2] / "README.md"
-SECTION = "### Mutual TLS on a laptop"
-# What the README said before: without -addext, `openssl req -x509` makes the certificate CA:TRUE.
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"
+SECTION = "## Mutual TLS on a laptop"
+# What the README (where the section was first) said before: without -addext, `openssl req -x509`
+# makes the certificate CA:TRUE.
 OLD_README_SELF_SIGNED = ('openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 '
                           '-subj "/CN=agent-2" -keyout old-self-key.pem -out old-self.pem')
 
@@ -67,11 +68,11 @@ def run_bash(script: str, cwd: Path) -> None:
 
 @pytest.fixture(scope="module")
 def laptop(tmp_path_factory):
-    """The README's PKI, made by its commands, and `tokenmint serve` started with its flags."""
+    """The page's PKI, made by its commands, and `tokenmint serve` started with its flags."""
     directory = tmp_path_factory.mktemp("readme")
-    script, serve_args = split_serve(shell_blocks(README.read_text(), SECTION)[0])
+    script, serve_args = split_serve(shell_blocks(PAGE.read_text(), SECTION)[0])
     run_bash(script, directory)
-    # The README's relative paths, from where its commands ran; free ports instead of 8000/8443.
+    # The page's relative paths, from where its commands ran; free ports instead of 8000/8443.
     args = [str(directory / arg) if arg.startswith("pki/") else arg for arg in serve_args]
     args[args.index("--mtls-port") + 1] = "0"
     process, server = start_server(tmp_path_factory.mktemp("tokenmint"), *args,

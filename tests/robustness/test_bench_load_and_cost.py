@@ -1,5 +1,5 @@
 """`make bench` runs load.py and cost.py outside `make test`: make sure here they still run (tiny sizes)
-and report what README quotes."""
+and report what docs/performance.md quotes."""
 
 from __future__ import annotations
 

@@ -16,12 +16,16 @@ and 403 ``{"message":"Forbidden"}`` when this function denies. The RFC 6750 reas
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import runtime
 from ..config import client_certificate_pem, issuer_for, request_url
 from ..observability import audit, audit_source, logger, metrics
 from ..verifier import LocalKeys, StoreRevocationCheck, TokenRejected, TokenVerifier
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
 
 def _deny() -> dict[str, Any]:
     return {"isAuthorized": False}
@@ -30,7 +34,7 @@ def _deny() -> dict[str, Any]:
 @logger.inject_lambda_context
 @metrics.log_metrics(capture_cold_start_metric=True)
 @audit_source
-def lambda_handler(event: dict, context: object) -> dict:
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
     backend = runtime.backend()
     settings = backend.settings
     request = event.get("requestContext") or {}
@@ -48,8 +52,9 @@ def lambda_handler(event: dict, context: object) -> dict:
     headers = event.get("headers") or {}
     url = request_url(str(request.get("domainName", "")), event.get("rawPath", ""), headers.get("x-forwarded-proto"))
     try:
-        verified = verifier.verify_request(headers.get("authorization"), method=(request.get("http") or {}).get("method", ""),
-                                           url=url, dpop=headers.get("dpop"), certificate=client_certificate_pem(request),
+        verified = verifier.verify_request(headers.get("authorization"),
+                                           method=(request.get("http") or {}).get("method", ""), url=url,
+                                           dpop=headers.get("dpop"), certificate=client_certificate_pem(request),
                                            required_scopes=required)
     except TokenRejected as rejected:
         audit("authorizer.denied", rejected.error, reason=rejected.description, **source)

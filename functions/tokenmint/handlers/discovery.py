@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import json
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
@@ -18,6 +18,9 @@ from ..oauth.metadata import AUTHORIZATION_PATH, JWKS_PATH, METADATA_PATHS, auth
 from ..observability import audit_source, logger, metrics
 from ..routes import OPENAPI_PATH
 from . import http
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 # Verifiers may cache the JWKS this long; a new key is published for longer before it signs.
 CACHEABLE = {"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"}
@@ -76,5 +79,5 @@ def handle_authorization() -> Response:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @metrics.log_metrics(capture_cold_start_metric=True)
 @audit_source
-def lambda_handler(event: dict, context: object) -> dict:
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
     return app.resolve(event, context)

@@ -132,5 +132,5 @@ def audited(app: APIGatewayHttpResolver, denied: str, call: Callable[[], T], **f
 
 def source(app: APIGatewayHttpResolver) -> dict[str, str | None]:
     """Who sent the request, for the audit trail."""
-    http = app.current_event.get("requestContext", {}).get("http", {})
+    http = app.current_event.raw_event.get("requestContext", {}).get("http", {})
     return {"source_ip": http.get("sourceIp"), "user_agent": (http.get("userAgent") or "")[:256] or None}

@@ -4,13 +4,18 @@ retire keys whose tokens have all expired, then disable and schedule their delet
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .. import runtime
 from ..observability import audit, logger, metrics
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics(capture_cold_start_metric=True)
-def lambda_handler(event: dict, context: object) -> dict:
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
     actions = runtime.backend().key_ring.rotate(force=bool((event or {}).get("force")))
     for action in actions:
         audit("keys.rotation", "success", detail=action)

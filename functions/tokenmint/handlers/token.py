@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 
@@ -10,6 +12,9 @@ from ..oauth.client_credentials import ClientCredentialsGrant
 from ..oauth.metadata import TOKEN_PATH
 from ..observability import audit, audit_source, logger, metrics
 from . import http
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 app = http.create_resolver()
 http.allow_only(app, TOKEN_PATH, ("POST",))
@@ -35,5 +40,5 @@ def handle_token() -> Response:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @metrics.log_metrics(capture_cold_start_metric=True)
 @audit_source
-def lambda_handler(event: dict, context: object) -> dict:
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
     return app.resolve(event, context)

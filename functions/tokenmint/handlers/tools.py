@@ -13,6 +13,7 @@ recommends (one scope per tool). It shows both ways tokenmint protects an API:
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
@@ -20,9 +21,12 @@ from aws_lambda_powertools.logging import correlation_paths
 from .. import runtime
 from ..oauth.dpop import DPOP_ALGORITHMS
 from ..oauth.errors import challenge as www_authenticate
-from ..verifier import LocalKeys, StoreRevocationCheck, TokenRejected, TokenVerifier
 from ..observability import audit, audit_source, logger, metrics
+from ..verifier import LocalKeys, StoreRevocationCheck, TokenRejected, TokenVerifier
 from . import http
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 TOOLS_PATH = "/tools"
 METADATA_PATH = "/.well-known/oauth-protected-resource" + TOOLS_PATH
@@ -71,14 +75,16 @@ def _refuse(rejected: TokenRejected, presented: bool) -> Response:
     challenge = rejected.challenge(resource_metadata_url()) if presented else (
         www_authenticate("Bearer", realm="tokenmint", resource_metadata=resource_metadata_url()))
     audit("resource.denied", rejected.error, reason=rejected.description, **http.source(app))
-    return http.json_response(rejected.status_code, {"error": rejected.error, "error_description": rejected.description},
+    return http.json_response(rejected.status_code,
+                              {"error": rejected.error, "error_description": rejected.description},
                               {"WWW-Authenticate": challenge, "Cache-Control": "no-store"})
 
 
 @app.route(TOOLS_PATH + "/<tool>", method=["GET", "POST"])
 def handle_tool(tool: str) -> Response:
     backend = runtime.backend()
-    revocation = StoreRevocationCheck(backend.clients, backend.revocations) if backend.settings.check_revocation else None
+    revocation = (StoreRevocationCheck(backend.clients, backend.revocations) if backend.settings.check_revocation
+                  else None)
     verifier = TokenVerifier(issuer=http.issuer_of(app, backend.settings.issuer), audience=resource_identifier(),
                              keys=LocalKeys(backend.keys.public_jwks), revocation=revocation,
                              dpop_replay=backend.clients)  # proof jtis in the table: one use across instances
@@ -99,7 +105,7 @@ def handle_tool(tool: str) -> Response:
 @app.route("/authorized" + TOOLS_PATH + "/<tool>", method=["GET", "POST"])
 def handle_authorized_tool(tool: str) -> Response:
     # Reached only through the Lambda authorizer, which checked the route's scope.
-    context = (app.current_event.get("requestContext", {}).get("authorizer") or {}).get("lambda") or {}
+    context = (app.current_event.raw_event.get("requestContext", {}).get("authorizer") or {}).get("lambda") or {}
     if tool not in TOOLS or "client_id" not in context:
         return http.json_response(404, {"error": "invalid_request", "error_description": "no such tool"})
     return _run(tool, context["client_id"])
@@ -108,5 +114,5 @@ def handle_authorized_tool(tool: str) -> Response:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @metrics.log_metrics(capture_cold_start_metric=True)
 @audit_source
-def lambda_handler(event: dict, context: object) -> dict:
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
     return app.resolve(event, context)

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import unquote_plus
 
+from .client_assertion import ASSERTION_TYPE, ClientAssertionVerifier
 from .credentials import MAX_CLIENT_ID_LENGTH, MAX_SECRET_LENGTH, verify_secret
 from .errors import InvalidClientError, InvalidRequestError
-from .client_assertion import ASSERTION_TYPE, ClientAssertionVerifier
 from .models import CLIENT_SECRET_BASIC, CLIENT_SECRET_POST, MTLS_AUTH_METHODS, PRIVATE_KEY_JWT
 from .mtls import authenticate_certificate, load_certificate
 from .throttle import ThrottledError
@@ -96,7 +96,7 @@ def authenticate_client(credentials: PresentedCredentials, clients: ClientStore,
     """The registered client the credentials prove, or :class:`InvalidClientError`.
 
     Unknown client and wrong secret get the same answer and the same store writes; in time they
-    differ only by reading the client's record (README: "Abuse resistance"). ``audiences`` are the
+    differ only by reading the client's record (docs/security.md, "Abuse resistance"). ``audiences`` are the
     values a client assertion's ``aud`` may name (this server's issuer, its endpoints). ``guard``
     (oauth/throttle.py, RFC 6749 §10.10) refuses a source over its limit before anything is read, a
     (client, source) that failed too often right after the client is read, both before any
@@ -120,7 +120,7 @@ def _authenticate(credentials: PresentedCredentials, client_for: Callable[[str],
                                        audiences=audiences, now=now)
     assert credentials.client_id is not None
     if credentials.method == MUTUAL_TLS:
-        return _authenticate_by_certificate(credentials, client_for, now, assertions)
+        return _authenticate_by_certificate(credentials.client_id, credentials.certificate, client_for, now, assertions)
     client = None
     if len(credentials.client_id) <= MAX_CLIENT_ID_LENGTH and len(credentials.secret) <= MAX_SECRET_LENGTH:
         client = client_for(credentials.client_id)
@@ -135,10 +135,10 @@ def _authenticate(credentials: PresentedCredentials, client_for: Callable[[str],
     return client
 
 
-def _authenticate_by_certificate(credentials: PresentedCredentials, client_for: Callable[[str], Client | None],
-                                 now: int, assertions: ClientAssertionVerifier | None) -> Client:
-    certificate = load_certificate(credentials.certificate)
-    client = client_for(credentials.client_id) if len(credentials.client_id or "") <= MAX_CLIENT_ID_LENGTH else None
+def _authenticate_by_certificate(client_id: str, pem: str, client_for: Callable[[str], Client | None], now: int,
+                                 assertions: ClientAssertionVerifier | None) -> Client:
+    certificate = load_certificate(pem)
+    client = client_for(client_id) if len(client_id) <= MAX_CLIENT_ID_LENGTH else None
     if client is None or client.auth_method not in MTLS_AUTH_METHODS:
         raise InvalidClientError(client_id=client.client_id if client else None)
     # A self-signed client's certificates are in its jwks or jwks_uri (x5c), fetched like assertion keys.

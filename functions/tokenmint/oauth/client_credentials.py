@@ -21,12 +21,12 @@ from .resource import normalize_resource_identifier, select_resource
 from .scope import grant_scopes, parse_scope
 
 if TYPE_CHECKING:
-    from .throttle import AuthenticationThrottle
     from ..ports import ClientStore, Clock, KeyStore, ResourceStore
     from .client_assertion import ClientAssertionVerifier
     from .dpop import DpopProof, ReplayCache
     from .form import Form
     from .models import Client, Resource
+    from .throttle import AuthenticationThrottle
 
 GRANT_TYPE = "client_credentials"
 TOKEN_PATH = "/token"

@@ -1,10 +1,11 @@
 """Client identifiers and secrets (RFC 6749 §2.2, §2.3.1; OAuth Security BCP §2.5).
 
-Secrets (and the initial and registration access tokens of RFC 7591/7592) are generated here with 256 bits of entropy and a recognisable prefix, shown once, and
-stored only as a SHA-256 hash. A slow password hash (bcrypt, scrypt) would add tens of
-milliseconds to every token for no gain: it protects low-entropy human passwords, while a
-256-bit random secret cannot be brute-forced from its hash. Both use only RFC 3986 unreserved
-characters, so they survive Basic-auth form-encoding whether or not a client encodes them.
+Secrets (and the initial and registration access tokens of RFC 7591/7592) are generated here with
+256 bits of entropy and a recognisable prefix, shown once, and stored only as a SHA-256 hash. A
+slow password hash (bcrypt, scrypt) would add tens of milliseconds to every token for no gain: it
+protects low-entropy human passwords, while a 256-bit random secret cannot be brute-forced from its
+hash. Both use only RFC 3986 unreserved characters, so they survive Basic-auth form-encoding
+whether or not a client encodes them.
 """
 
 from __future__ import annotations

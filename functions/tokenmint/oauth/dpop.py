@@ -96,8 +96,7 @@ def verify_proof(header_value: str | None, *, method: str, urls: tuple[str, ...]
     alg = header.get("alg")
     if alg not in DPOP_ALGORITHMS:
         raise InvalidDpopProofError(f"DPoP proofs must be signed with {', '.join(DPOP_ALGORITHMS)}")
-    jwk = header.get("jwk")
-    jkt = _public_key_thumbprint(jwk, alg)
+    jwk, jkt = _public_jwk(header.get("jwk"), alg)
     try:
         key = jwt.PyJWK(jwk, algorithm=alg).key
         claims = jwt.decode(proof, key, algorithms=[alg], options={
@@ -108,14 +107,15 @@ def verify_proof(header_value: str | None, *, method: str, urls: tuple[str, ...]
     return DpopProof(jkt=jkt, jti=claims["jti"], iat=numeric_date(claims["iat"]))
 
 
-def _public_key_thumbprint(jwk: Any, alg: str) -> str:
+def _public_jwk(jwk: object, alg: str) -> tuple[dict[str, Any], str]:
+    """The header's ``jwk`` once it is a public key of ``alg``'s type, and its RFC 7638 thumbprint."""
     kty, crv = SIGNING_ALGORITHMS[alg]
     if not isinstance(jwk, dict) or jwk.get("kty") != kty or (crv is not None and jwk.get("crv") != crv):
         raise InvalidDpopProofError(f"the DPoP proof's header needs a public {kty} jwk for {alg}")
     if _PRIVATE_JWK_MEMBERS.intersection(jwk):
         raise InvalidDpopProofError("the DPoP proof's jwk must not contain a private key")
     try:
-        return thumbprint(jwk)
+        return jwk, thumbprint(jwk)
     except (KeyError, TypeError):
         raise InvalidDpopProofError("the DPoP proof's jwk is incomplete") from None
 
@@ -137,6 +137,5 @@ def _check_claims(claims: dict[str, Any], method: str, urls: tuple[str, ...], no
         raise InvalidDpopProofError("the DPoP proof's htu is not this endpoint's URL")
     if iat < now - MAX_PROOF_AGE or iat > now + CLOCK_SKEW:
         raise InvalidDpopProofError(f"the DPoP proof's iat must be within {MAX_PROOF_AGE} seconds of now")
-    if access_token is not None:
-        if claims.get("ath") != access_token_hash(access_token):
-            raise InvalidDpopProofError("the DPoP proof's ath does not match the access token")
+    if access_token is not None and claims.get("ath") != access_token_hash(access_token):
+        raise InvalidDpopProofError("the DPoP proof's ath does not match the access token")

@@ -35,7 +35,7 @@ def numeric_date(value: Any) -> float:
 
 def remember_until(last_accepted_at: float) -> int:
     """The expiry to give a replay record (a spent ``jti``) that guards a one-time value accepted up
-    to ``last_accepted_at``. A record counts while its expiry is later than now (ports.ReplayCache),
+    to ``last_accepted_at``. A record counts while its expiry is later than now (dpop.ReplayCache),
     so it must outlive every accepted instant, fractions of a second included (a record kept until
     ``int(exp) + skew`` let an assertion with an ``exp`` of 1000.9 be replayed at 1060)."""
     return math.floor(last_accepted_at) + 1
@@ -59,8 +59,8 @@ def public_jwk(public_key: Any, alg: str) -> dict[str, str]:
         numbers = public_key.public_numbers()
         jwk = {"kty": "RSA", "n": _uint(numbers.n), "e": _uint(numbers.e)}
     elif kty == "EC" and isinstance(public_key, ec.EllipticCurvePublicKey) and public_key.curve.name == "secp256r1":
-        numbers = public_key.public_numbers()
-        jwk = {"kty": "EC", "crv": "P-256", "x": _uint(numbers.x, 32), "y": _uint(numbers.y, 32)}
+        point = public_key.public_numbers()
+        jwk = {"kty": "EC", "crv": "P-256", "x": _uint(point.x, 32), "y": _uint(point.y, 32)}
     elif kty == "OKP" and isinstance(public_key, ed25519.Ed25519PublicKey):
         raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         jwk = {"kty": "OKP", "crv": crv or "Ed25519", "x": b64url(raw)}

@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .client_credentials import GRANT_TYPE
+from .client_credentials import GRANT_TYPE, TOKEN_PATH
 from .dpop import DPOP_ALGORITHMS
 from .jwk import SIGNING_ALGORITHMS
 from .models import MTLS_AUTH_METHODS, SUPPORTED_AUTH_METHODS
 
-from .client_credentials import TOKEN_PATH
 JWKS_PATH = "/jwks.json"
 AUTHORIZATION_PATH = "/authorize"
 REGISTRATION_PATH = "/register"
@@ -27,7 +26,7 @@ def authorization_server_metadata(issuer: str, scopes: Iterable[str], mtls_base_
                                   ) -> dict[str, Any]:
     """``mtls_base_url``: where the same endpoints answer with mutual TLS (RFC 8705 §5), when that
     is another host than the issuer's (API Gateway's custom domain with a truststore)."""
-    metadata = {
+    metadata: dict[str, Any] = {
         "issuer": issuer,
         # There is no user flow, but MCP's SDKs (and other clients) discard metadata without an
         # authorization endpoint; this one answers every request with a clear OAuth error.

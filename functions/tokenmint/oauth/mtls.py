@@ -24,7 +24,7 @@ import base64
 import binascii
 import hashlib
 import ipaddress
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidClientError
@@ -111,7 +111,7 @@ def authenticate_certificate(client: Client, certificate: Certificate, now: int,
                              client_keys: Any = None) -> None:
     """Raise InvalidClientError unless ``certificate`` authenticates ``client`` by its registered
     mTLS method. ``client_keys()`` gives a self-signed client's JWKs (``jwks`` or ``jwks_uri``)."""
-    if not certificate.not_valid_before_utc <= datetime.fromtimestamp(now, timezone.utc) <= \
+    if not certificate.not_valid_before_utc <= datetime.fromtimestamp(now, UTC) <= \
             certificate.not_valid_after_utc:
         raise InvalidClientError("the client certificate is not valid now", client_id=client.client_id)
     # Before anything is matched: a self-signed client's registered certificate may predate the

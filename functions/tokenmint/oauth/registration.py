@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from ..ports import ConflictError, InitialAccessTokenSpentError
 from .credentials import (
     INITIAL_ACCESS_TOKEN_PREFIX,
     REGISTRATION_ACCESS_TOKEN_PREFIX,
@@ -58,7 +59,6 @@ from .mtls import (
     x5c_certificate,
     x5c_leaf,
 )
-from ..ports import ConflictError, InitialAccessTokenSpentError
 from .scope import parse_scope
 from .text import UNREADABLE
 
@@ -166,7 +166,8 @@ def _jwk_set(value: Any) -> str | None:
     if not isinstance(keys, list) or not 1 <= len(keys) <= MAX_JWKS_KEYS:
         return f"must be a JWK Set with 1 to {MAX_JWKS_KEYS} keys"
     for key in keys:
-        if not isinstance(key, dict) or key.get("kty") not in ("RSA", "EC", "OKP"):  # not `in` a dict: kty may be unhashable
+        # A tuple, not a dict or set: kty may be unhashable.
+        if not isinstance(key, dict) or key.get("kty") not in ("RSA", "EC", "OKP"):
             return "each key must be an RSA, EC or OKP JWK"
         if _PRIVATE_JWK_MEMBERS.intersection(key):
             return "must hold public keys only"
@@ -336,7 +337,8 @@ class SoftwareStatementVerifier:
         if jwks is None:
             raise UnapprovedSoftwareStatementError("the software statement's issuer is not trusted here")
         if header.get("alg") not in STATEMENT_ALGORITHMS:
-            raise InvalidSoftwareStatementError(f"software statements must be signed with {', '.join(STATEMENT_ALGORITHMS)}")
+            raise InvalidSoftwareStatementError(
+                f"software statements must be signed with {', '.join(STATEMENT_ALGORITHMS)}")
         alg = header["alg"]
         key_type = {"RS256": "RSA", "PS256": "RSA", "ES256": "EC", "EdDSA": "OKP"}[alg]
         try:
@@ -406,11 +408,11 @@ class ClientRegistrationEndpoint:
             self._registrations.register_client(client, initial_token.hash, now)
         except InitialAccessTokenSpentError:
             raise InvalidTokenError("the initial access token is expired or used up") from None
-        body = self.client_information(client, issuer)
-        body["registration_access_token"] = registration_token
+        information = self.client_information(client, issuer)
+        information["registration_access_token"] = registration_token
         if secret is not None:
-            body["client_secret"] = secret
-        return RegistrationResponse(201, body, client)
+            information["client_secret"] = secret
+        return RegistrationResponse(201, information, client)
 
     # -- RFC 7592 ------------------------------------------------------------------------------
     def read(self, client_id: str, authorization: str | None, issuer: str, *,
@@ -454,11 +456,11 @@ class ClientRegistrationEndpoint:
         except ConflictError:
             raise ConcurrentUpdateError("the registration was changed by another request; nothing was written",
                                         client_id=client_id) from None
-        body = self.client_information(updated, issuer)
-        body["registration_access_token"] = registration_token
+        information = self.client_information(updated, issuer)
+        information["registration_access_token"] = registration_token
         if new_secret is not None:
-            body["client_secret"] = new_secret
-        return RegistrationResponse(200, body, updated)
+            information["client_secret"] = new_secret
+        return RegistrationResponse(200, information, updated)
 
     def delete(self, client_id: str, authorization: str | None, *,
                source_ip: str | None = None) -> RegistrationResponse:

@@ -14,8 +14,8 @@ from ..verifier import LocalKeys, StoreRevocationCheck, TokenRejected, TokenVeri
 from .access_token import token_type
 from .client_auth import authenticate_client, extract_credentials
 from .client_credentials import assertion_audiences
-from .metadata import INTROSPECTION_PATH, REVOCATION_PATH
 from .errors import InvalidRequestError, OAuthError
+from .metadata import INTROSPECTION_PATH, REVOCATION_PATH
 from .resource import normalize_resource_identifier
 
 if TYPE_CHECKING:
@@ -102,7 +102,8 @@ class TokenStatusEndpoints:
             return IntrospectionResult(caller, dict(INACTIVE))
         claims = verified.claims
         # RFC 9449 §6.2 / RFC 8705 §3.2: a bound token's cnf tells the resource server what to check.
-        body = {"active": True, "token_type": token_type(claims),
-                **{name: claims[name] for name in ("client_id", "sub", "scope", "aud", "iss", "exp", "iat", "jti", "nbf",
-                                                   "cnf") if name in claims}}
+        body: dict[str, Any] = {
+            "active": True, "token_type": token_type(claims),
+            **{name: claims[name] for name in ("client_id", "sub", "scope", "aud", "iss", "exp", "iat", "jti",
+                                               "nbf", "cnf") if name in claims}}
         return IntrospectionResult(caller, body)

@@ -173,7 +173,8 @@ class DynamoDbStore:
         self._call("put_item", Item=self._token_item(token), ConditionExpression="attribute_not_exists(pk)")
 
     def put_initial_access_token(self, token: InitialAccessToken) -> None:
-        previous = [t for t in self.list_initial_access_tokens() if t.token_id == token.token_id and t.hash != token.hash]
+        previous = [t for t in self.list_initial_access_tokens()
+                    if t.token_id == token.token_id and t.hash != token.hash]
         items: list[dict[str, Any]] = [{"Put": {"TableName": self._table, "Item": self._token_item(token)}}]
         items += [{"Delete": {"TableName": self._table, "Key": self._key(f"IAT#{t.hash}", IAT_SK)}} for t in previous]
         self._call("transact_write_items", TransactItems=items)

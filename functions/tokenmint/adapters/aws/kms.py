@@ -8,8 +8,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ...keys import KeyRecord
-from ...observability import logger
 from ...oauth.jwk import der_to_jose_ecdsa, public_jwk_from_der
+from ...observability import logger
 from ...ports import UnavailableError
 from .clients import is_unavailable
 

@@ -178,7 +178,8 @@ class SqliteStore:
 
     def put_initial_access_token(self, token: InitialAccessToken) -> None:
         with self._db.transaction() as conn:
-            conn.execute("DELETE FROM initial_access_tokens WHERE token_id = ? OR hash = ?", (token.token_id, token.hash))
+            conn.execute("DELETE FROM initial_access_tokens WHERE token_id = ? OR hash = ?",
+                         (token.token_id, token.hash))
             conn.execute("INSERT INTO initial_access_tokens (hash, token_id, uses, record) VALUES (?, ?, ?, ?)",
                          (token.hash, token.token_id, token.uses, json.dumps(token.to_record())))
 
@@ -187,7 +188,8 @@ class SqliteStore:
         return InitialAccessToken.from_record({**json.loads(row[1]), "uses": row[0]})
 
     def get_initial_access_token(self, token_hash: str) -> InitialAccessToken | None:
-        row = self._db.execute("SELECT uses, record FROM initial_access_tokens WHERE hash = ?", (token_hash,)).fetchone()
+        row = self._db.execute("SELECT uses, record FROM initial_access_tokens WHERE hash = ?",
+                               (token_hash,)).fetchone()
         return self._token(row) if row else None
 
     def list_initial_access_tokens(self) -> list[InitialAccessToken]:
@@ -196,7 +198,8 @@ class SqliteStore:
 
     def register_client(self, client: Client, token_hash: str, now: int) -> None:
         with self._db.transaction() as conn:
-            row = conn.execute("SELECT uses, record FROM initial_access_tokens WHERE hash = ?", (token_hash,)).fetchone()
+            row = conn.execute("SELECT uses, record FROM initial_access_tokens WHERE hash = ?",
+                               (token_hash,)).fetchone()
             if row is None or not self._token(row).usable_at(now):
                 raise InitialAccessTokenSpentError("the initial access token is no longer usable")
             conn.execute("UPDATE initial_access_tokens SET uses = uses + 1 WHERE hash = ?", (token_hash,))
@@ -252,7 +255,8 @@ class SqliteAuditLog:
     def query(self, *, client_id: str | None = None, action_prefix: str | None = None,
               since: float | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """The newest ``limit`` events that match, oldest first."""
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[str | int | float] = []
         if client_id is not None:
             clauses.append("client_id = ?")
             params.append(client_id)
