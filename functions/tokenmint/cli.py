@@ -19,6 +19,7 @@ from urllib.parse import quote, urlencode
 
 from . import admin, observability
 from .config import ConfigError, Settings, outbound_settings, throttle_settings
+from .oauth.jwk import SIGNING_ALGORITHMS
 from .oauth.models import SUPPORTED_AUTH_METHODS, Client, Resource
 from .oauth.mtls import ISSUER_METADATA
 from .oauth.text import printable
@@ -595,7 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", type=Path, default=Path(os.environ.get("TOKENMINT_DATA_DIR", ".tokenmint")))
     serve.add_argument("--issuer", help="issuer URL (default http://HOST:PORT)")
     serve.add_argument("--alg", default=os.environ.get("TOKENMINT_SIGNING_ALG", "RS256"),
-                       choices=("RS256", "PS256", "ES256", "EdDSA"), help="token signing algorithm")
+                       choices=tuple(SIGNING_ALGORITHMS), help="token signing algorithm")
     serve.add_argument("--dev", action="store_true",
                        help="development only: allow private_key_jwt clients' jwks_uri on http and private addresses, "
                             "and a weak TOKENMINT_INITIAL_ACCESS_TOKEN (with a warning)")
@@ -721,7 +722,7 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (listing, rotate, rollover):
         _add_backend_options(sub)
         sub.add_argument("--alg", default=os.environ.get("TOKENMINT_SIGNING_ALG", "RS256"),
-                         choices=("RS256", "PS256", "ES256", "EdDSA"), help="algorithm of keys it creates")
+                         choices=tuple(SIGNING_ALGORITHMS), help="algorithm of keys it creates")
         sub.add_argument("--stack", default=os.environ.get("TOKENMINT_STACK"), help="with --backend aws")
         sub.add_argument("--signing-key-id", help="with --backend aws: the stack's SigningKeyArn output")
         sub.add_argument("--replica-regions", default=os.environ.get("TOKENMINT_KEY_REPLICA_REGIONS"),

@@ -75,6 +75,15 @@ class RevocationStore(Protocol):
     def is_token_revoked(self, jti: str) -> bool: ...
 
 
+class ReplayCache(Protocol):
+    """Single-use values (a client assertion's or a DPoP proof's ``jti``), remembered until they expire."""
+
+    def use_once(self, key: str, expires_at: int, *, partition: str | None = None) -> bool:
+        """Record ``key`` until ``expires_at``; False if it was already recorded (atomically).
+        ``partition``: the client the record is charged to, so a cache of bounded size can bound each
+        client (verifier.MemoryReplayCache); the stores' tables are not bounded and ignore it."""
+
+
 class ThrottleStore(Protocol):
     """Counters of failed authentications and registrations, and the blocks they lead to
     (oauth/throttle.py): in the store, so that every process counts the same."""

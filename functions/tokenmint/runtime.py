@@ -7,10 +7,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .config import Settings
-from .ports import ClientStore, Clock, KeyStore, RegistrationStore, ResourceStore, RevocationStore, ThrottleStore
+from .ports import (
+    ClientStore,
+    Clock,
+    KeyStore,
+    RegistrationStore,
+    ReplayCache,
+    ResourceStore,
+    RevocationStore,
+    ThrottleStore,
+)
 
 if TYPE_CHECKING:
-    from .oauth.dpop import ReplayCache
 
     class ClientTable(ClientStore, ThrottleStore, ReplayCache, Protocol):
         """The client records and what is kept beside them: the spent ``jti``s of client assertions

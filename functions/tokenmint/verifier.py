@@ -18,19 +18,21 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import jwt
 
 from .oauth.access_token import ACCESS_TOKEN_TYP
-from .oauth.dpop import DPOP_ALGORITHMS, InvalidDpopProofError, ReplayCache, verify_proof
+from .oauth.dpop import DPOP_ALGORITHMS, InvalidDpopProofError, verify_proof
 from .oauth.errors import challenge
 from .oauth.json_text import unverified_jwt
-from .oauth.jwk import numeric_date
+from .oauth.jwk import SIGNING_ALGORITHMS, numeric_date
 from .outbound import FetchError, FetchPolicy, fetch_json
 
-ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
-_KEY_TYPES = {"RS256": "RSA", "PS256": "RSA", "ES256": "EC", "EdDSA": "OKP"}
+if TYPE_CHECKING:
+    from .ports import ReplayCache
+
+ALGORITHMS = tuple(SIGNING_ALGORITHMS)  # asymmetric only: never none or HMAC
 DEFAULT_LEEWAY = 30  # seconds of clock skew tolerated on exp, nbf and iat
 MAX_TOKEN_LENGTH = 8192
 _log = logging.getLogger(__name__)
@@ -348,7 +350,7 @@ class TokenVerifier:
             raise invalid("the token was not signed by a key of this issuer")
         # No algorithm confusion: the header's alg must fit the key's type and its declared alg.
         declared = getattr(key, "declared_alg", None)
-        if key.key_type != _KEY_TYPES[alg] or (declared and declared != alg):
+        if key.key_type != SIGNING_ALGORITHMS[alg][0] or (declared and declared != alg):
             raise invalid("the token's algorithm does not match its key")
         try:  # times are checked below, against this verifier's clock
             claims = jwt.decode(

@@ -7,9 +7,9 @@ import pytest
 
 from support.fakes import InMemoryKeyStore, InMemoryStore
 from tokenmint.oauth.access_token import issue_access_token
-from tokenmint.oauth.errors import InvalidClientError, InvalidRequestError
+from tokenmint.oauth.errors import InvalidClientError, InvalidRequestError, UnauthorizedClientError
 from tokenmint.oauth.form import parse_form
-from tokenmint.oauth.revocation import AccessDeniedError, TokenStatusEndpoints
+from tokenmint.oauth.revocation import TokenStatusEndpoints
 
 ISSUER = "https://as.example.com"
 API = "https://api.example.com/mcp"
@@ -90,7 +90,7 @@ def test_given_no_token_or_no_authentication_then_rfc_errors(world):
 
 
 def test_given_a_caller_without_the_permission_when_introspecting_then_403(world):
-    with pytest.raises(AccessDeniedError) as info:
+    with pytest.raises(UnauthorizedClientError) as info:
         introspect(world, token_for(world), caller="agent")
     assert info.value.status_code == 403
 

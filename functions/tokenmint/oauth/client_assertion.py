@@ -16,22 +16,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import InvalidClientError
 from .json_text import unverified_jwt
-from .jwk import numeric_date, remember_until
+from .jwk import SIGNING_ALGORITHMS, numeric_date, remember_until
 
 if TYPE_CHECKING:
+    from ..ports import ReplayCache
     from .models import Client
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-ASSERTION_ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")  # never none or HMAC
-_KEY_TYPES = {"RS256": "RSA", "PS256": "RSA", "ES256": "EC", "EdDSA": "OKP"}
+ASSERTION_ALGORITHMS = tuple(SIGNING_ALGORITHMS)  # asymmetric only: never none or HMAC
 MAX_ASSERTION_LIFETIME = 600  # the MCP SDK signs 300 s assertions
 CLOCK_SKEW = 60
 MAX_ASSERTION_LENGTH = 8192
-
-
-class ReplayCache(Protocol):
-    def use_once(self, key: str, expires_at: int) -> bool:
-        """Record ``key`` until ``expires_at``; False if it was already recorded (atomically)."""
 
 
 class JwksFetcher(Protocol):
@@ -101,7 +96,7 @@ class ClientAssertionVerifier:
 
         alg, kid = header["alg"], header.get("kid")
         candidates = [k for k in self.client_keys(client) if isinstance(k, dict)
-                      and k.get("kty") == _KEY_TYPES[alg] and (kid is None or k.get("kid") == kid)
+                      and k.get("kty") == SIGNING_ALGORITHMS[alg][0] and (kid is None or k.get("kid") == kid)
                       and k.get("alg", alg) == alg]
         for jwk in candidates:  # no kid (the MCP SDK sends none): try each key of the right type
             try:

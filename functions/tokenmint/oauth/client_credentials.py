@@ -21,9 +21,9 @@ from .resource import normalize_resource_identifier, select_resource
 from .scope import grant_scopes, parse_scope
 
 if TYPE_CHECKING:
-    from ..ports import ClientStore, Clock, KeyStore, ResourceStore
+    from ..ports import ClientStore, Clock, KeyStore, ReplayCache, ResourceStore
     from .client_assertion import ClientAssertionVerifier
-    from .dpop import DpopProof, ReplayCache
+    from .dpop import DpopProof
     from .form import Form
     from .models import Client, Resource
     from .throttle import AuthenticationThrottle

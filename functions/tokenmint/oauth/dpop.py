@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from .errors import OAuthError
 from .json_text import unverified_jwt
@@ -34,13 +34,6 @@ class InvalidDpopProofError(OAuthError):
     """RFC 9449 §5 / §7.1: the DPoP proof is missing, malformed, replayed or not for this request."""
 
     error = "invalid_dpop_proof"
-
-
-class ReplayCache(Protocol):
-    def use_once(self, key: str, expires_at: int, *, partition: str | None = None) -> bool:
-        """Record ``key`` until ``expires_at``; False if it was already recorded (atomically).
-        ``partition``: the client the record is charged to, so a cache of bounded size can bound each
-        client (verifier.MemoryReplayCache); the stores' tables are not bounded and ignore it."""
 
 
 @dataclass(frozen=True)

@@ -86,12 +86,12 @@ class InvalidClientError(OAuthError):
         return {"WWW-Authenticate": challenge("Basic", realm="tokenmint", charset="UTF-8")}
 
 
-class InvalidGrantError(OAuthError):
-    error = "invalid_grant"
-
-
 class UnauthorizedClientError(OAuthError):
+    """An authenticated client asked for something it may not do (RFC 6749 §5.2; 403, since it is
+    authenticated: calling the introspection endpoint without the permission, RFC 7662 §2.1)."""
+
     error = "unauthorized_client"
+    status_code = 403
 
 
 class UnsupportedGrantTypeError(OAuthError):

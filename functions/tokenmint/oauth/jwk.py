@@ -35,7 +35,7 @@ def numeric_date(value: Any) -> float:
 
 def remember_until(last_accepted_at: float) -> int:
     """The expiry to give a replay record (a spent ``jti``) that guards a one-time value accepted up
-    to ``last_accepted_at``. A record counts while its expiry is later than now (dpop.ReplayCache),
+    to ``last_accepted_at``. A record counts while its expiry is later than now (ports.ReplayCache),
     so it must outlive every accepted instant, fractions of a second included (a record kept until
     ``int(exp) + skew`` let an assertion with an ``exp`` of 1000.9 be replayed at 1060)."""
     return math.floor(last_accepted_at) + 1

@@ -36,6 +36,7 @@ from .errors import (
     UnapprovedSoftwareStatementError,
 )
 from .json_text import parse_json, unverified_jwt
+from .jwk import SIGNING_ALGORITHMS
 from .metadata import REGISTRATION_PATH
 from .models import (
     CLIENT_SECRET_BASIC,
@@ -84,7 +85,7 @@ SERVER_SET_FIELDS = ("registration_access_token", "registration_client_uri", "cl
 _PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 # Claims of a software statement that describe the statement itself, not the client.
 _STATEMENT_ONLY_CLAIMS = frozenset({"iss", "sub", "aud", "iat", "nbf", "exp", "jti"})
-STATEMENT_ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
+STATEMENT_ALGORITHMS = tuple(SIGNING_ALGORITHMS)  # asymmetric only
 
 
 @dataclass(frozen=True)

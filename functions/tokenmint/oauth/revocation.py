@@ -14,7 +14,7 @@ from ..verifier import LocalKeys, StoreRevocationCheck, TokenRejected, TokenVeri
 from .access_token import token_type
 from .client_auth import authenticate_client, extract_credentials
 from .client_credentials import assertion_audiences
-from .errors import InvalidRequestError, OAuthError
+from .errors import InvalidRequestError, UnauthorizedClientError
 from .metadata import INTROSPECTION_PATH, REVOCATION_PATH
 from .resource import normalize_resource_identifier
 
@@ -27,13 +27,6 @@ if TYPE_CHECKING:
 
 INACTIVE = {"active": False}
 REVOCATION_MARGIN = 60  # ≥ verifier.DEFAULT_LEEWAY
-
-
-class AccessDeniedError(OAuthError):
-    """An authenticated client asked for something it is not allowed to do."""
-
-    error = "unauthorized_client"
-    status_code = 403
 
 
 @dataclass(frozen=True)
@@ -96,7 +89,8 @@ class TokenStatusEndpoints:
         ``{"active": false}`` for anything else, including tokens of audiences the caller may not see."""
         caller, token = self._authenticate(form, authorization, issuer, INTROSPECTION_PATH, source_ip, certificate)
         if not caller.introspect:
-            raise AccessDeniedError("this client may not call the introspection endpoint", client_id=caller.client_id)
+            raise UnauthorizedClientError("this client may not call the introspection endpoint",
+                                          client_id=caller.client_id)
         verified = self._verify(token, issuer)
         if verified is None or not caller.may_introspect(normalize_resource_identifier(verified.audience)):
             return IntrospectionResult(caller, dict(INACTIVE))

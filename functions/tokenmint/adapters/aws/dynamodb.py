@@ -205,7 +205,7 @@ class DynamoDbStore:
                 raise InitialAccessTokenSpentError("the initial access token is no longer usable") from exc
             raise
 
-    # -- client assertion replay (oauth.client_assertion.ReplayCache) ---------------------------
+    # -- single-use jtis: client assertions and DPoP proofs (ports.ReplayCache) ------------------
     def use_once(self, key: str, expires_at: int, *, partition: str | None = None) -> bool:
         """One conditional put: of two concurrent uses of a jti exactly one succeeds."""
         item = {"pk": {"S": f"ASSERTION#{key}"}, "sk": {"S": "USED"}, "ttl": {"N": str(expires_at)}}

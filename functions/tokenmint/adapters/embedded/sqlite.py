@@ -138,7 +138,7 @@ class SqliteStore:
                                "CAST(strftime('%s','now') AS INTEGER)", (jti,)).fetchone()
         return row is not None
 
-    # -- client assertion replay (oauth.client_assertion.ReplayCache) ---------------------------
+    # -- single-use jtis: client assertions and DPoP proofs (ports.ReplayCache) ------------------
     def use_once(self, key: str, expires_at: int, *, partition: str | None = None) -> bool:
         with self._db.transaction() as conn:
             conn.execute("DELETE FROM used_assertions WHERE expires_at <= CAST(strftime('%s','now') AS INTEGER)")
