@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from .oauth.jwk import CLOCK_SKEW
 from .oauth.models import MAX_TOKEN_LIFETIME
 from .ports import ConflictError
 
@@ -31,7 +32,6 @@ PUBLISHED = (NEXT, ACTIVE, RETIRING)
 JWKS_MAX_AGE = 300  # discovery's Cache-Control max-age for the JWKS
 KEY_CACHE_SECONDS = 60  # how long a function signs with the active key it read
 PREPUBLISH = 3 * JWKS_MAX_AGE  # a next key is published this long before it signs
-CLOCK_SKEW = 60
 # A retiring key is published until the last token it may have signed has expired: a function may
 # still sign with it for KEY_CACHE_SECONDS after promotion, and tokens live MAX_TOKEN_LIFETIME.
 RETIRE_AFTER = KEY_CACHE_SECONDS + MAX_TOKEN_LIFETIME + CLOCK_SKEW

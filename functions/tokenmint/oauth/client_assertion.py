@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import InvalidClientError
 from .json_text import unverified_jwt
-from .jwk import SIGNING_ALGORITHMS, numeric_date, remember_until
+from .jwk import CLOCK_SKEW, SIGNING_ALGORITHMS, numeric_date, remember_until
 
 if TYPE_CHECKING:
     from ..ports import ReplayCache
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_ALGORITHMS = tuple(SIGNING_ALGORITHMS)  # asymmetric only: never none or HMAC
 MAX_ASSERTION_LIFETIME = 600  # the MCP SDK signs 300 s assertions
-CLOCK_SKEW = 60
 MAX_ASSERTION_LENGTH = 8192
 
 

@@ -18,13 +18,12 @@ from typing import Any
 
 from .errors import OAuthError
 from .json_text import unverified_jwt
-from .jwk import SIGNING_ALGORITHMS, b64url, numeric_date, remember_until, thumbprint
+from .jwk import CLOCK_SKEW, SIGNING_ALGORITHMS, b64url, numeric_date, remember_until, thumbprint
 from .resource import normalize_resource_identifier
 
 DPOP_TYP = "dpop+jwt"
 DPOP_ALGORITHMS = tuple(SIGNING_ALGORITHMS)  # asymmetric only: never none or HMAC (§4.3 step 5)
-MAX_PROOF_AGE = 300  # a proof's iat may be this many seconds old...
-CLOCK_SKEW = 60  # ...or this many seconds in the future
+MAX_PROOF_AGE = 300  # a proof's iat may be this many seconds old, or CLOCK_SKEW in the future
 MAX_PROOF_LENGTH = 8192
 MAX_JTI_LENGTH = 256
 _PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})

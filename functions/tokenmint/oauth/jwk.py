@@ -33,6 +33,12 @@ def numeric_date(value: Any) -> float:
     return number
 
 
+# Seconds by which the clocks of two parties (a client and this server, two servers) may disagree:
+# what every time check of a JWT (assertion, DPoP proof, software statement) and every "has every
+# token it signed expired" wait allows for.
+CLOCK_SKEW = 60
+
+
 def remember_until(last_accepted_at: float) -> int:
     """The expiry to give a replay record (a spent ``jti``) that guards a one-time value accepted up
     to ``last_accepted_at``. A record counts while its expiry is later than now (ports.ReplayCache),

@@ -36,7 +36,7 @@ from .errors import (
     UnapprovedSoftwareStatementError,
 )
 from .json_text import parse_json, unverified_jwt
-from .jwk import SIGNING_ALGORITHMS
+from .jwk import CLOCK_SKEW, SIGNING_ALGORITHMS
 from .metadata import REGISTRATION_PATH
 from .models import (
     CLIENT_SECRET_BASIC,
@@ -72,7 +72,6 @@ MAX_METADATA_BYTES = 32 * 1024
 MAX_JWKS_KEYS = 10
 MIN_RSA_BITS = 2048
 # Tokens issued in the second of a deletion are invalid too; marks outlive every token.
-CLOCK_SKEW = 60
 # User-facing metadata (RFC 7591 §2, OpenID Connect Registration): meaningless without a user.
 USER_FACING_METADATA = (
     "redirect_uris", "logo_uri", "client_uri", "policy_uri", "tos_uri", "post_logout_redirect_uris",
