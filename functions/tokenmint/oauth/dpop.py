@@ -18,7 +18,7 @@ from typing import Any
 
 from .errors import OAuthError
 from .json_text import unverified_jwt
-from .jwk import CLOCK_SKEW, SIGNING_ALGORITHMS, b64url, numeric_date, remember_until, thumbprint
+from .jwk import CLOCK_SKEW, PRIVATE_JWK_MEMBERS, SIGNING_ALGORITHMS, b64url, numeric_date, remember_until, thumbprint
 from .resource import normalize_resource_identifier
 
 DPOP_TYP = "dpop+jwt"
@@ -26,7 +26,6 @@ DPOP_ALGORITHMS = tuple(SIGNING_ALGORITHMS)  # asymmetric only: never none or HM
 MAX_PROOF_AGE = 300  # a proof's iat may be this many seconds old, or CLOCK_SKEW in the future
 MAX_PROOF_LENGTH = 8192
 MAX_JTI_LENGTH = 256
-_PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 
 
 class InvalidDpopProofError(OAuthError):
@@ -104,7 +103,7 @@ def _public_jwk(jwk: object, alg: str) -> tuple[dict[str, Any], str]:
     kty, crv = SIGNING_ALGORITHMS[alg]
     if not isinstance(jwk, dict) or jwk.get("kty") != kty or (crv is not None and jwk.get("crv") != crv):
         raise InvalidDpopProofError(f"the DPoP proof's header needs a public {kty} jwk for {alg}")
-    if _PRIVATE_JWK_MEMBERS.intersection(jwk):
+    if PRIVATE_JWK_MEMBERS.intersection(jwk):
         raise InvalidDpopProofError("the DPoP proof's jwk must not contain a private key")
     try:
         return jwk, thumbprint(jwk)

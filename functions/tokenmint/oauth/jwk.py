@@ -33,6 +33,10 @@ def numeric_date(value: Any) -> float:
     return number
 
 
+# RFC 7518 §6.2.2, §6.3.2, §6.4: the members that hold private or symmetric key material; a JWK that
+# a client publishes (its jwks, a DPoP proof's header) must have none of them.
+PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+
 # Seconds by which the clocks of two parties (a client and this server, two servers) may disagree:
 # what every time check of a JWT (assertion, DPoP proof, software statement) and every "has every
 # token it signed expired" wait allows for.

@@ -36,7 +36,7 @@ from .errors import (
     UnapprovedSoftwareStatementError,
 )
 from .json_text import parse_json, unverified_jwt
-from .jwk import CLOCK_SKEW, SIGNING_ALGORITHMS
+from .jwk import CLOCK_SKEW, PRIVATE_JWK_MEMBERS, SIGNING_ALGORITHMS
 from .metadata import REGISTRATION_PATH
 from .models import (
     CLIENT_SECRET_BASIC,
@@ -81,7 +81,6 @@ USER_FACING_METADATA = (
 # RFC 7592 §2.2: these are the server's to set; an update must not send them.
 SERVER_SET_FIELDS = ("registration_access_token", "registration_client_uri", "client_secret_expires_at",
                      "client_id_issued_at")
-_PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 # Claims of a software statement that describe the statement itself, not the client.
 _STATEMENT_ONLY_CLAIMS = frozenset({"iss", "sub", "aud", "iat", "nbf", "exp", "jti"})
 STATEMENT_ALGORITHMS = tuple(SIGNING_ALGORITHMS)  # asymmetric only
@@ -169,7 +168,7 @@ def _jwk_set(value: Any) -> str | None:
         # A tuple, not a dict or set: kty may be unhashable.
         if not isinstance(key, dict) or key.get("kty") not in ("RSA", "EC", "OKP"):
             return "each key must be an RSA, EC or OKP JWK"
-        if _PRIVATE_JWK_MEMBERS.intersection(key):
+        if PRIVATE_JWK_MEMBERS.intersection(key):
             return "must hold public keys only"
         for member in key.values():  # RFC 7517 §4: strings, or lists of strings (key_ops, x5c)
             if not (isinstance(member, str) or (isinstance(member, list) and all(isinstance(v, str) for v in member))):
