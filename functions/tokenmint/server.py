@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import importlib
 import io
-import ipaddress
 import json
 import re
 import socket
@@ -25,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from .config import ConfigError
+from .oauth.throttle import source_key
 from .observability import logger
 from .routes import AUTHORIZER, ROUTES, Route
 
@@ -228,17 +228,6 @@ def openssl_time(moment: Any) -> str:
 
 
 # -- connections: a thread each, within Limits ------------------------------------------------------
-def source_of(address: str) -> str:
-    """What a client's connections are counted under: its IPv4 address, or its IPv6 /64 (one host's
-    usual allocation; single IPv6 addresses cost an attacker nothing)."""
-    ip = ipaddress.ip_address(address.partition("%")[0])
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip)
-
-
 class Slot:
     """One admitted connection; ``closed`` once its place is given back (it ended, or made room)."""
 
@@ -525,7 +514,7 @@ class EmbeddedServer(ThreadingHTTPServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """In the accepting thread, so it never waits: a slot now, or the connection is closed."""
-        slot = self.connections.admit(source_of(client_address[0]))
+        slot = self.connections.admit(source_key(client_address[0]))  # as the throttle counts sources
         if slot is None:
             self.shutdown_request(request)
             return
